@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Installs (if missing) and starts NATS+JetStream, PostgreSQL, Redis and OpenSearch on loopback.
+# Data, logs and pid files live under $RUN_DIR (default: <repo>/.run). Idempotent.
+# Usage: deploy/infra.sh start|stop|status
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUN_DIR=${RUN_DIR:-$ROOT/.run}
+LOGS=$RUN_DIR/logs
+NATS_PORT=${NATS_PORT:-4222}
+PG_PORT=${PG_PORT:-5432}
+REDIS_PORT=${REDIS_PORT:-6379}
+PG_DB=${PG_DB:-shop}
+PG_USER=${PG_USER:-shop}
+PG_PASSWORD=${PG_PASSWORD:-shop}
+
+log() { printf '[infra] %s\n' "$*" >&2; }
+die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  log "installing Debian packages: $*"
+  if [ ! -f "$RUN_DIR/.apt-updated" ]; then
+    as_root apt-get update -qq >&2
+    touch "$RUN_DIR/.apt-updated"
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+ensure_installed() {
+  local missing=()
+  command -v nats-server >/dev/null || missing+=(nats-server)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  [ -n "$(pg_bin)" ] || missing+=(postgresql)
+  command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || missing+=(maven)
+  [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(head -n 1 "$1")" 2>/dev/null; }
+
+wait_for() { # name deadline_seconds command...
+  local name=$1 deadline=$((SECONDS + $2)); shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "$name did not become ready; see $LOGS"
+    sleep 0.2
+  done
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# --- NATS with JetStream -------------------------------------------------------------------
+nats_start() {
+  local dir=$RUN_DIR/nats
+  if pid_alive "$dir/nats.pid"; then log "nats already running"; return; fi
+  port_open "$NATS_PORT" && die "port $NATS_PORT is taken by another process"
+  mkdir -p "$dir/jetstream"
+  cat >"$dir/nats.conf" <<EOF
+listen: 127.0.0.1:$NATS_PORT
+http: 127.0.0.1:${NATS_MONITOR_PORT:-8222}
+pid_file: "$dir/nats.pid"
+max_payload: 1MB
+jetstream {
+  store_dir: "$dir/jetstream"
+  max_memory_store: 256MB
+  max_file_store: 4GB
+}
+EOF
+  setsid nohup nats-server -c "$dir/nats.conf" >>"$LOGS/nats.log" 2>&1 </dev/null &
+  wait_for nats 30 port_open "$NATS_PORT"
+  log "nats up on 127.0.0.1:$NATS_PORT (JetStream store $dir/jetstream)"
+}
+nats_stop() { stop_pidfile nats "$RUN_DIR/nats/nats.pid"; }
+
+# --- PostgreSQL (runs as Debian's postgres user when we are root) ---------------------------
+pg_user() { if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+pg_start() {
+  local data=$RUN_DIR/postgres bin; bin=$(pg_bin)
+  if as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then log "postgres already running"; return; fi
+  port_open "$PG_PORT" && die "port $PG_PORT is taken by another process"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    mkdir -p "$data"
+    chown "$(pg_user)" "$data"; chmod 700 "$data"
+    touch "$LOGS/postgres.log"; chown "$(pg_user)" "$LOGS/postgres.log"
+    as_pg "$bin/initdb" -D "$data" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
+      --encoding=UTF8 --locale=C.UTF-8 >>"$LOGS/postgres.log" 2>&1
+  fi
+  as_pg "$bin/pg_ctl" -D "$data" -l "$LOGS/postgres.log" -w -t 60 start \
+    -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='$data' -c max_connections=200 -c fsync=${PG_FSYNC:-on}" \
+    >/dev/null
+  local psql=("$bin/psql" -h "$data" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
+  if [ -z "$(as_pg "${psql[@]}" -c "select 1 from pg_roles where rolname='$PG_USER'")" ]; then
+    as_pg "${psql[@]}" -c "create role $PG_USER login createdb password '$PG_PASSWORD'"
+  fi
+  if [ -z "$(as_pg "${psql[@]}" -c "select 1 from pg_database where datname='$PG_DB'")" ]; then
+    as_pg "${psql[@]}" -c "create database $PG_DB owner $PG_USER"
+  fi
+  log "postgres up on 127.0.0.1:$PG_PORT (database $PG_DB, data $data)"
+}
+pg_stop() {
+  local data=$RUN_DIR/postgres bin; bin=$(pg_bin)
+  [ -n "$bin" ] && [ -f "$data/postmaster.pid" ] || { log "postgres not running"; return; }
+  as_pg "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+  log "postgres stopped"
+}
+
+# --- Redis ------------------------------------------------------------------------------------
+redis_start() {
+  local dir=$RUN_DIR/redis
+  if pid_alive "$dir/redis.pid"; then log "redis already running"; return; fi
+  port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process"
+  mkdir -p "$dir"
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$LOGS/redis.log" --appendonly yes --save ""
+  wait_for redis 30 port_open "$REDIS_PORT"
+  log "redis up on 127.0.0.1:$REDIS_PORT"
+}
+redis_stop() { stop_pidfile redis "$RUN_DIR/redis/redis.pid"; }
+
+stop_pidfile() { # name pidfile
+  local pid
+  if ! pid_alive "$2"; then log "$1 not running"; return; fi
+  pid=$(head -n 1 "$2"); kill -TERM "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || { log "$1 stopped"; return; }; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true; log "$1 killed"
+}
+
+# --- OpenSearch (its own script: built from Maven Central jars) -------------------------------
+opensearch() { RUN_DIR=$RUN_DIR bash "$ROOT/deploy/opensearch/run.sh" "$@"; }
+
+case "${1:-}" in
+  start)
+    mkdir -p "$LOGS"
+    ensure_installed
+    started=$SECONDS
+    opensearch start & os_pid=$!   # the slowest part: let it boot while the others start
+    nats_start; pg_start; redis_start
+    wait "$os_pid" || die "opensearch failed to start; see $LOGS/opensearch.log"
+    log "infrastructure ready in $((SECONDS - started))s"
+    ;;
+  stop) opensearch stop || true; redis_stop; pg_stop; nats_stop ;;
+  status)
+    rc=0
+    pid_alive "$RUN_DIR/nats/nats.pid" && echo "nats: up" || { echo "nats: down"; rc=1; }
+    as_pg "$(pg_bin)/pg_ctl" -D "$RUN_DIR/postgres" status >/dev/null 2>&1 && echo "postgres: up" || { echo "postgres: down"; rc=1; }
+    pid_alive "$RUN_DIR/redis/redis.pid" && echo "redis: up" || { echo "redis: down"; rc=1; }
+    opensearch status || rc=1
+    exit $rc
+    ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

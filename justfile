@@ -1,0 +1,31 @@
+# Recipes for running, testing and operating the shop. Call through ./justw (it prepares .venv).
+set shell := ["bash", "-euo", "pipefail", "-c"]
+export PATH := justfile_directory() + "/.venv/bin:" + env_var("PATH")
+
+# list the recipes
+default:
+    @just --list
+
+# install and start the infrastructure and the six processes; returns once all are ready
+up:
+    deploy/infra.sh start
+    deploy/services.sh start
+
+# stop the six processes, then the infrastructure
+down:
+    deploy/services.sh stop
+    deploy/infra.sh stop
+
+# state of the infrastructure and of the six processes
+status:
+    -deploy/infra.sh status
+    deploy/services.sh status
+
+# follow the logs of every process (or of one: just logs gateway)
+logs service="*":
+    tail -n 50 -F .run/logs/{{service}}.log
+
+# run the test suite (starts the infrastructure if it is not running)
+test *args:
+    deploy/infra.sh start
+    python -m pytest {{args}}

@@ -1,0 +1,1 @@
+"""Shared parts of the mobile shop: contracts, errors, settings, logging, messaging, ops."""

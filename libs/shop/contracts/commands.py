@@ -1,0 +1,58 @@
+"""Commands: what a caller asks the command-service to do, one NATS subject each."""
+
+from typing import Annotated, ClassVar
+
+import msgspec
+from msgspec import Meta, Struct
+
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+Id = Annotated[str, Meta(min_length=1, max_length=64)]
+Money = Annotated[int, Meta(ge=0, le=10**12)]
+Quantity = Annotated[int, Meta(ge=1, le=10_000)]
+
+
+class Actor(Struct, frozen=True, kw_only=True):
+    user_id: Id
+    roles: tuple[str, ...] = ()
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
+
+class CreateProduct(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
+    subject: ClassVar[str] = "cmd.product.create"
+    name: Name
+    description: Annotated[str, Meta(max_length=10_000)] = ""
+    price: Money
+    stock: Annotated[int, Meta(ge=0, le=10**9)]
+    category: Annotated[str, Meta(min_length=1, max_length=100)]
+    seller_id: Id
+    image_urls: Annotated[tuple[Annotated[str, Meta(max_length=2048)], ...], Meta(max_length=20)] = ()
+
+
+class OrderLine(Struct, frozen=True, kw_only=True):
+    product_id: Id
+    quantity: Quantity
+
+
+class PlaceOrder(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
+    subject: ClassVar[str] = "cmd.order.place"
+    items: Annotated[tuple[OrderLine, ...], Meta(min_length=1, max_length=50)]
+
+
+Command = CreateProduct | PlaceOrder
+
+
+class CommandMeta(Struct, frozen=True, kw_only=True):
+    actor: Actor
+    correlation_id: str
+    idempotency_key: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class CommandRequest(Struct, frozen=True, kw_only=True):
+    meta: CommandMeta
+    command: Command
+
+
+command_request_decoder = msgspec.json.Decoder(CommandRequest)

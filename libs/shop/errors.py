@@ -1,0 +1,70 @@
+"""The project's one error tree. Adapters translate driver errors into these; the gateway maps
+them to problem+json (gateway/problems.py) and messaging maps them to NATS error replies."""
+
+
+class ShopError(Exception):
+    code = "internal_error"
+    title = "Internal error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+
+
+class ValidationFailed(ShopError):
+    code = "validation_error"
+    title = "The request is not valid"
+
+
+class PriceRuleViolation(ShopError):
+    code = "price_rule_violation"
+    title = "The price change breaks a pricing rule"
+
+
+class NotFound(ShopError):
+    code = "not_found"
+    title = "Not found"
+
+
+class InsufficientStock(ShopError):
+    code = "insufficient_stock"
+    title = "Not enough stock"
+
+
+class ConcurrencyError(ShopError):
+    code = "concurrency_conflict"
+    title = "The resource was changed concurrently"
+
+
+class InvalidState(ShopError):
+    code = "invalid_state"
+    title = "The resource is not in a state that allows this"
+
+
+class Unauthorized(ShopError):
+    code = "unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(ShopError):
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class RateLimited(ShopError):
+    code = "rate_limited"
+    title = "Too many requests"
+
+
+class Unavailable(ShopError):
+    code = "unavailable"
+    title = "A service this request needs is unavailable"
+
+
+ERRORS_BY_CODE: dict[str, type[ShopError]] = {
+    cls.code: cls for cls in (ShopError, *ShopError.__subclasses__())
+}
+
+
+def error_from_code(code: str, detail: str) -> ShopError:
+    return ERRORS_BY_CODE.get(code, ShopError)(detail)

@@ -1,0 +1,123 @@
+"""NATS and JetStream helpers shared by every process: connect, streams, request/reply."""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import msgspec
+import nats
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError, NoServersError, TimeoutError as NatsTimeout
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from shop.contracts.replies import Reply, error_reply, reply_decoder
+from shop.errors import ShopError, Unavailable, ValidationFailed
+from shop.metrics import REQUESTS
+
+log = structlog.get_logger()
+
+EVENTS_STREAM = "EVENTS"
+DLQ_STREAM = "DLQ"
+
+
+async def connect(url: str, name: str, deadline: float = 60.0) -> NATS:
+    """Connect, retrying with backoff until `deadline` seconds have passed; reconnects forever after."""
+    delay, loop = 0.2, asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    while True:
+        try:
+            return await nats.connect(
+                url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=2,
+                allow_reconnect=True,
+            )
+        except (OSError, NoServersError, NatsTimeout) as exc:
+            if loop.time() > give_up:
+                raise Unavailable(f"NATS at {url} unreachable: {exc}") from exc
+            log.warning("nats_connect_retry", error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def ensure_streams(nc: NATS) -> None:
+    """Create (or update) the EVENTS and DLQ streams; safe to call from every process."""
+    js = nc.jetstream()
+    for config in (
+        StreamConfig(
+            name=EVENTS_STREAM, subjects=["evt.>"], storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD, duplicate_window=600,
+        ),
+        StreamConfig(
+            name=DLQ_STREAM, subjects=["dlq.>"], storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD, duplicate_window=600,
+        ),
+    ):
+        try:
+            await js.stream_info(config.name)
+        except NotFoundError:
+            await js.add_stream(config)
+
+
+Handler = Callable[[Msg], Awaitable[bytes]]
+
+
+class Responder:
+    """Serves request/reply subjects in a queue group, each request in its own task, so a slow
+    request never blocks the others; `drain()` stops taking requests and finishes in-flight ones."""
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self._tasks: set[asyncio.Task] = set()
+        self._subscriptions: list = []
+
+    async def serve(self, subject: str, queue: str, handle: Handler) -> None:
+        async def on_message(msg: Msg) -> None:
+            task = asyncio.create_task(self._answer(msg, handle))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        self._subscriptions.append(await self._nc.subscribe(subject, queue=queue, cb=on_message))
+
+    async def _answer(self, msg: Msg, handle: Handler) -> None:
+        structlog.contextvars.bind_contextvars(subject=msg.subject)
+        try:
+            payload = await handle(msg)
+            outcome = "ok"
+        except msgspec.ValidationError as exc:
+            payload, outcome = error_reply(ValidationFailed(str(exc))), "validation_error"
+        except msgspec.DecodeError as exc:
+            payload, outcome = error_reply(ValidationFailed(f"malformed JSON: {exc}")), "validation_error"
+        except ShopError as exc:
+            payload, outcome = error_reply(exc), exc.code
+        except Exception as exc:  # never crash on input: answer, log, carry on
+            log.exception("request_failed")
+            payload, outcome = error_reply(ShopError(f"unexpected error: {type(exc).__name__}")), "internal_error"
+        REQUESTS.labels(subject=msg.subject, outcome=outcome).inc()
+        if msg.reply:
+            try:
+                await msg.respond(payload)
+            except Exception:
+                log.warning("reply_failed", exc_info=True)
+
+    async def drain(self, timeout: float) -> None:
+        for subscription in self._subscriptions:
+            await subscription.drain()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+
+async def request(nc: NATS, subject: str, payload: bytes, timeout: float) -> Reply:
+    """Send a request and decode the reply; raises the reply's error as a ShopError."""
+    try:
+        msg = await nc.request(subject, payload, timeout=timeout)
+    except NoRespondersError as exc:
+        raise Unavailable(f"no service answers {subject}") from exc
+    except NatsTimeout as exc:
+        raise Unavailable(f"{subject} did not answer within {timeout:.0f}s") from exc
+    try:
+        reply = reply_decoder.decode(msg.data)
+    except msgspec.MsgspecError as exc:
+        raise ShopError(f"{subject} sent a malformed reply: {exc}") from exc
+    reply.raise_for_error()
+    return reply

@@ -1,0 +1,14 @@
+"""Prometheus metrics every process exports on /metrics."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter("shop_requests_total", "NATS requests answered", ["subject", "outcome"])
+HTTP_REQUESTS = Histogram(
+    "shop_http_request_seconds", "Public HTTP requests", ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+EVENTS_HANDLED = Counter("shop_events_handled_total", "Events applied by a projector", ["projector", "type"])
+EVENTS_FAILED = Counter("shop_event_errors_total", "Events that failed to apply", ["projector"])
+EVENTS_PUBLISHED = Counter("shop_events_published_total", "Events published from the outbox")
+PROJECTION_POSITION = Gauge("shop_projection_position", "Last stream sequence applied", ["projector"])
+PROJECTION_LAG = Gauge("shop_projection_lag", "Events in the stream not yet applied", ["projector"])

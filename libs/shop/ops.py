@@ -1,0 +1,82 @@
+"""Ops HTTP endpoints every process serves (health, metrics) and the process runner."""
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+import msgspec
+
+import structlog
+import uvicorn
+from litestar import Litestar, MediaType, Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shop.logs import configure_logging
+from shop.settings import CommonSettings, load_settings
+
+log = structlog.get_logger()
+
+S = TypeVar("S", bound=CommonSettings)
+Check = Callable[[], Awaitable[object]]
+
+
+class Readiness:
+    """Named checks of a process's real dependencies; filled in by its lifespan."""
+
+    def __init__(self, timeout: float = 2.0) -> None:
+        self.checks: dict[str, Check] = {}
+        self.timeout = timeout
+
+    async def run(self) -> tuple[bool, dict[str, str]]:
+        async def one(check: Check) -> str:
+            try:
+                await asyncio.wait_for(check(), self.timeout)
+                return "ok"
+            except Exception as exc:
+                return f"failed: {type(exc).__name__}: {exc}"[:300]
+
+        if not self.checks:
+            return False, {"startup": "failed: still starting"}
+        names = list(self.checks)
+        results = await asyncio.gather(*(one(self.checks[n]) for n in names))
+        report = dict(zip(names, results, strict=True))
+        return all(r == "ok" for r in results), report
+
+
+def ops_handlers(readiness: Readiness) -> list:
+    @get("/health/live", media_type=MediaType.JSON, include_in_schema=False)
+    async def live() -> dict[str, str]:
+        return {"status": "live"}
+
+    @get("/health/ready", media_type=MediaType.JSON, include_in_schema=False)
+    async def ready() -> Response[Mapping[str, object]]:
+        ok, checks = await readiness.run()
+        return Response({"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503)
+
+    @get("/metrics", include_in_schema=False)
+    async def metrics() -> Response[bytes]:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return [live, ready, metrics]
+
+
+def serve(app: Litestar, settings: CommonSettings) -> None:
+    """Run the app until SIGTERM/SIGINT; uvicorn then runs the lifespan shutdown (drain, close)."""
+    config = uvicorn.Config(
+        app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False,
+        lifespan="on", timeout_graceful_shutdown=int(settings.shutdown_timeout),
+    )
+    asyncio.run(uvicorn.Server(config).serve())
+
+
+def main(service: str, settings_type: type[S], create_app: Callable[[S], Litestar], description: str) -> None:
+    """Entry point of every process: `--help`, settings from the environment, logging, serve."""
+    argparse.ArgumentParser(
+        prog=f"python -m {service.replace('-', '_')}", description=description,
+        epilog=f"Each setting FOO is read from {service.upper().replace('-', '_')}_FOO or FOO; "
+        f"fields: {', '.join(f.name.upper() for f in msgspec.structs.fields(settings_type))}.",
+    ).parse_args()
+    settings = load_settings(settings_type, service)
+    configure_logging(service, settings.log_level)
+    serve(create_app(settings), settings)

@@ -1,0 +1,111 @@
+"""The event store in PostgreSQL: events with a unique (stream_id, version), and an outbox row
+per event written in the same transaction."""
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import asyncpg
+import msgspec
+
+from shop.contracts.events import Envelope
+from shop.errors import ConcurrencyError, Unavailable
+
+SCHEMA = """
+create table if not exists events (
+    global_position bigint generated always as identity primary key,
+    event_id uuid not null unique,
+    stream_id text not null,
+    stream_type text not null,
+    version integer not null check (version > 0),
+    type text not null,
+    schema_version integer not null default 1,
+    data jsonb not null,
+    occurred_at timestamptz not null,
+    correlation_id text,
+    causation_id text,
+    constraint events_stream_version unique (stream_id, version)
+);
+create table if not exists outbox (
+    global_position bigint primary key references events (global_position)
+);
+"""
+MIGRATION_LOCK = 7_100_001
+
+COLUMNS = ("event_id, stream_id, stream_type, version, type, schema_version, data, occurred_at, "
+           "correlation_id, causation_id")
+
+
+def envelope_from_row(row: asyncpg.Record) -> Envelope:
+    return Envelope(
+        event_id=str(row["event_id"]), type=row["type"], schema_version=row["schema_version"],
+        stream_id=row["stream_id"], stream_type=row["stream_type"], version=row["version"],
+        occurred_at=row["occurred_at"], correlation_id=row["correlation_id"], causation_id=row["causation_id"],
+        data=msgspec.Raw(row["data"].encode()),
+    )
+
+
+async def create_pool(url: str, size: int) -> asyncpg.Pool:
+    try:
+        return await asyncpg.create_pool(url, min_size=1, max_size=size, command_timeout=30)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise Unavailable(f"PostgreSQL unreachable: {exc}") from exc
+
+
+async def migrate(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("select pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(SCHEMA)
+
+
+class Session:
+    """One transaction holding the locks of the streams it will write."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def load(self, stream_id: str) -> list[Envelope]:
+        rows = await self._conn.fetch(
+            f"select {COLUMNS} from events where stream_id = $1 order by version", stream_id
+        )
+        return [envelope_from_row(r) for r in rows]
+
+    async def append(self, envelopes: Iterable[Envelope]) -> None:
+        """Insert events and their outbox rows; a taken (stream_id, version) is a ConcurrencyError."""
+        records = [
+            (e.event_id, e.stream_id, e.stream_type, e.version, e.type, e.schema_version, bytes(e.data).decode(),
+             e.occurred_at, e.correlation_id, e.causation_id)
+            for e in envelopes
+        ]
+        try:
+            positions = await self._conn.fetch(
+                f"""insert into events ({COLUMNS})
+                    select * from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[],
+                                         $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[])
+                    returning global_position""",
+                *map(list, zip(*records, strict=True)),
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise ConcurrencyError(f"a stream was appended to concurrently: {exc.detail or exc}") from exc
+        await self._conn.executemany(
+            "insert into outbox (global_position) values ($1)", [(p["global_position"],) for p in positions]
+        )
+
+
+class EventStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @asynccontextmanager
+    async def session(self, stream_ids: Iterable[str]) -> AsyncIterator[Session]:
+        """A transaction that first takes a lock per stream (sorted, so never a deadlock), so writers of
+        the same streams queue instead of failing; the unique (stream_id, version) stays the last guard."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for stream_id in sorted(set(stream_ids)):
+                    await conn.execute("select pg_advisory_xact_lock(hashtextextended($1, 0))", stream_id)
+                yield Session(conn)
+        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.CannotConnectNowError) as exc:
+            raise Unavailable(f"PostgreSQL unavailable: {exc}") from exc
+
+    async def ping(self) -> None:
+        await self._pool.fetchval("select 1")

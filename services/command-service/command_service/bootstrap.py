@@ -1,0 +1,47 @@
+"""Composition root of the command-service."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from litestar import Litestar
+
+from shop import messaging
+from shop.ops import Readiness, ops_handlers
+
+from command_service.adapters.event_store import EventStore, create_pool, migrate
+from command_service.adapters.relay import OutboxRelay
+from command_service.entrypoints import command_responder
+from command_service.handlers import CommandHandlers
+from command_service.settings import Settings
+
+log = structlog.get_logger()
+
+
+def create_app(settings: Settings) -> Litestar:
+    readiness = Readiness()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(settings.database_url, settings.database_pool_size)
+        await migrate(pool)
+        nc = await messaging.connect(settings.nats_url, "command-service")
+        await messaging.ensure_streams(nc)
+        store = EventStore(pool)
+        relay = OutboxRelay(pool, nc.jetstream(), settings.relay_interval)
+        relay.start()
+        responder = messaging.Responder(nc)
+        await responder.serve("cmd.>", "command-service", command_responder(CommandHandlers(store, relay, settings.publish_wait)))
+        readiness.checks.update(postgres=store.ping, nats=lambda: nc.flush(timeout=1))
+        log.info("started", port=settings.http_port)
+        try:
+            yield
+        finally:
+            readiness.checks.clear()
+            await responder.drain(settings.shutdown_timeout)  # stop taking commands, finish in-flight ones
+            await relay.stop()  # publishes what is left in the outbox
+            await nc.drain()
+            await pool.close()
+            log.info("stopped")
+
+    return Litestar(route_handlers=ops_handlers(readiness), lifespan=[lifespan], openapi_config=None)

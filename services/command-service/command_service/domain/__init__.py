@@ -1,0 +1,1 @@
+"""Aggregates as pure functions: decide(state, command) -> events, evolve(state, event) -> state."""

@@ -1,0 +1,10 @@
+from shop.settings import CommonSettings
+
+
+class Settings(CommonSettings, frozen=True, kw_only=True):
+    http_port: int = 8001
+    database_url: str = "postgresql://shop:shop@127.0.0.1:5432/shop"
+    database_pool_size: int = 20
+    request_timeout: float = 10.0
+    publish_wait: float = 5.0  # how long a command waits for its events to reach JetStream
+    relay_interval: float = 0.5  # how often the outbox relay looks for unpublished events

@@ -1,0 +1,99 @@
+"""The gateway app: public API under /v1, ops endpoints, OpenAPI at /schema."""
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from shop import messaging
+from shop.metrics import HTTP_REQUESTS
+from shop.ops import Readiness, ops_handlers
+
+from gateway.analytics import AnalyticsController
+from gateway.bus import Bus
+from gateway.dependencies import provide_actor, provide_bus, provide_min_position, provide_request_id
+from gateway.orders import OrderController
+from gateway.problems import EXCEPTION_HANDLERS
+from gateway.products import ProductController
+from gateway.settings import DEV_JWT_SECRET, Settings
+
+log = structlog.get_logger()
+
+
+def request_id_middleware(app: ASGIApp) -> ASGIApp:
+    """Takes X-Request-ID (the caller's, or a new one) as the correlation id; times the request."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if 0 < len(given) <= 128 else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(correlation_id=request_id)
+        started, status = time.perf_counter(), 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("path_template") or "unmatched"
+            HTTP_REQUESTS.labels(method=scope["method"], route=route, status=status).observe(time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars("correlation_id")
+
+    return middleware
+
+
+async def add_request_id(message: Message, scope: Scope) -> None:
+    """Runs for every response, also those Litestar answers before any middleware (404, 405)."""
+    if message["type"] == "http.response.start":
+        request_id = scope.get("state", {}).get("request_id") or uuid.uuid4().hex
+        message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+
+
+def create_app(settings: Settings) -> Litestar:
+    if settings.environment == "production" and settings.jwt_secret == DEV_JWT_SECRET:
+        raise SystemExit("refusing to start in production with the development JWT secret: set GATEWAY_JWT_SECRET")
+    readiness = Readiness()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        nc = await messaging.connect(settings.nats_url, "gateway")
+        app.state.bus = Bus(nc, settings.command_timeout, settings.query_timeout)
+        readiness.checks.update(nats=lambda: nc.flush(timeout=1))
+        log.info("started", port=settings.http_port)
+        try:
+            yield
+        finally:
+            readiness.checks.clear()
+            await nc.drain()
+            log.info("stopped")
+
+    return Litestar(
+        route_handlers=[ProductController, OrderController, AnalyticsController, *ops_handlers(readiness)],
+        dependencies={
+            "bus": Provide(provide_bus, sync_to_thread=False),
+            "actor": Provide(provide_actor, sync_to_thread=False),
+            "request_id": Provide(provide_request_id, sync_to_thread=False),
+            "min_position": Provide(provide_min_position, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[request_id_middleware],
+        before_send=[add_request_id],
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        openapi_config=OpenAPIConfig(title="Mobile shop API", version="1.0.0", path="/schema"),
+        request_max_body_size=1_000_000,
+    )

@@ -1,0 +1,24 @@
+"""Commands and queries over NATS request/reply."""
+
+import msgspec
+from nats.aio.client import Client as NATS
+
+from shop.contracts.commands import Actor, Command, CommandMeta, CommandRequest
+from shop.contracts.queries import Query, QueryMeta, QueryRequest
+from shop.contracts.replies import Reply
+from shop.messaging import request
+
+
+class Bus:
+    def __init__(self, nc: NATS, command_timeout: float, query_timeout: float) -> None:
+        self._nc, self._command_timeout, self._query_timeout = nc, command_timeout, query_timeout
+
+    async def command(self, command: Command, actor: Actor, correlation_id: str, idempotency_key: str | None) -> Reply:
+        meta = CommandMeta(actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key)
+        payload = msgspec.json.encode(CommandRequest(meta=meta, command=command))
+        return await request(self._nc, command.subject, payload, self._command_timeout)
+
+    async def query(self, query: Query, actor: Actor | None, correlation_id: str, min_position: int) -> Reply:
+        meta = QueryMeta(actor=actor, correlation_id=correlation_id, min_position=min_position)
+        payload = msgspec.json.encode(QueryRequest(meta=meta, query=query))
+        return await request(self._nc, query.subject, payload, self._query_timeout)

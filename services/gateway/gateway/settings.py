@@ -1,0 +1,11 @@
+from shop.settings import CommonSettings
+
+DEV_JWT_SECRET = "dev-secret"
+
+
+class Settings(CommonSettings, frozen=True, kw_only=True):
+    http_port: int = 8000
+    jwt_secret: str = DEV_JWT_SECRET  # GATEWAY_JWT_SECRET
+    jwt_algorithm: str = "HS256"
+    command_timeout: float = 10.0
+    query_timeout: float = 8.0  # covers the query-service's bounded wait for read-your-writes

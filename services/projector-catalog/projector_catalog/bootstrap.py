@@ -1,0 +1,13 @@
+"""Composition root of projector-catalog."""
+
+from litestar import Litestar
+
+from shop.read_models import CATALOG, PRODUCTS_ALIAS
+from shop.search_index import document_projector_app
+
+from projector_catalog.documents import MAPPING, product_document
+from projector_catalog.settings import Settings
+
+
+def create_app(settings: Settings) -> Litestar:
+    return document_projector_app(CATALOG, settings, PRODUCTS_ALIAS, MAPPING, "product", product_document)

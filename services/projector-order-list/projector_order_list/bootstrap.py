@@ -1,0 +1,13 @@
+"""Composition root of projector-order-list."""
+
+from litestar import Litestar
+
+from shop.read_models import ORDER_LIST, ORDERS_ALIAS
+from shop.search_index import document_projector_app
+
+from projector_order_list.documents import MAPPING, order_document
+from projector_order_list.settings import Settings
+
+
+def create_app(settings: Settings) -> Litestar:
+    return document_projector_app(ORDER_LIST, settings, ORDERS_ALIAS, MAPPING, "order", order_document)

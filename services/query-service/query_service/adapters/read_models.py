@@ -1,0 +1,59 @@
+"""Read-only access to the projections' stores."""
+
+from datetime import date
+
+from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import NotFoundError as DocumentMissing
+from redis.asyncio import Redis
+
+from shop.read_models import AnalyticsKeys
+
+
+class SearchDocuments:
+    def __init__(self, client: AsyncOpenSearch, alias: str) -> None:
+        self._client, self._alias = client, alias
+
+    async def get(self, doc_id: str) -> dict | None:
+        try:
+            return (await self._client.get(index=self._alias, id=doc_id))["_source"]
+        except DocumentMissing:
+            return None
+
+    async def ping(self) -> None:
+        await self._client.cluster.health(index=self._alias)
+
+
+class AnalyticsCounters:
+    def __init__(self, redis: Redis, keys: AnalyticsKeys) -> None:
+        self._redis, self._keys = redis, keys
+
+    async def days(self, date_from: date | None, date_to: date | None) -> list[tuple[str, int, int]]:
+        """(day, revenue, order count) for each day with orders in the range, oldest first."""
+        low = date_from.toordinal() if date_from else "-inf"
+        high = date_to.toordinal() if date_to else "+inf"
+        days = [d.decode() for d in await self._redis.zrangebyscore(self._keys.days, low, high)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for day in days:
+                pipe.hmget(self._keys.day(day), "revenue", "orders")
+            counts = await pipe.execute()
+        return [(day, int(revenue or 0), int(orders or 0)) for day, (revenue, orders) in zip(days, counts, strict=True)]
+
+    async def top_products(self, days: list[str] | None, top: int) -> list[tuple[str, str, int]]:
+        """(product id, name, units sold) over the given days (all time if None), most sold first."""
+        if days is None:
+            ranked = await self._redis.zrevrange(self._keys.units, 0, top - 1, withscores=True)
+        elif days:
+            scored = await self._redis.zunion([self._keys.day_units(d) for d in days], withscores=True)
+            ranked = sorted(scored, key=lambda pair: (-pair[1], pair[0]))[:top]
+        else:
+            ranked = []
+        if not ranked:
+            return []
+        names = await self._redis.hmget(self._keys.product_names, [pid for pid, _ in ranked])
+        return [
+            (pid.decode(), (name or b"").decode(), int(units))
+            for (pid, units), name in zip(ranked, names, strict=True)
+        ]
+
+    async def ping(self) -> None:
+        await self._redis.ping()

@@ -1,0 +1,9 @@
+from shop.settings import CommonSettings
+
+
+class Settings(CommonSettings, frozen=True, kw_only=True):
+    http_port: int = 8002
+    opensearch_url: str = "http://127.0.0.1:9200"
+    index_prefix: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    consistency_wait: float = 3.0  # longest a query waits for its projection to reach min_position
