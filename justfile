@@ -29,3 +29,8 @@ logs service="*":
 test *args:
     deploy/infra.sh start
     python -m pytest {{args}}
+
+# lint and format check
+lint:
+    ruff check libs services tests
+    ruff format --check libs services tests

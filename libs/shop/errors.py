@@ -61,9 +61,7 @@ class Unavailable(ShopError):
     title = "A service this request needs is unavailable"
 
 
-ERRORS_BY_CODE: dict[str, type[ShopError]] = {
-    cls.code: cls for cls in (ShopError, *ShopError.__subclasses__())
-}
+ERRORS_BY_CODE: dict[str, type[ShopError]] = {cls.code: cls for cls in (ShopError, *ShopError.__subclasses__())}
 
 
 def error_from_code(code: str, detail: str) -> ShopError:

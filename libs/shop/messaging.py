@@ -8,7 +8,8 @@ import nats
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError, NoServersError, TimeoutError as NatsTimeout
+from nats.errors import NoRespondersError, NoServersError
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
@@ -29,7 +30,11 @@ async def connect(url: str, name: str, deadline: float = 60.0) -> NATS:
     while True:
         try:
             return await nats.connect(
-                url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=1, connect_timeout=2,
+                url,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=1,
+                connect_timeout=2,
                 allow_reconnect=True,
             )
         except (OSError, NoServersError, NatsTimeout) as exc:
@@ -45,12 +50,20 @@ async def ensure_streams(nc: NATS) -> None:
     js = nc.jetstream()
     for config in (
         StreamConfig(
-            name=EVENTS_STREAM, subjects=["evt.>"], storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD, duplicate_window=600,
+            name=EVENTS_STREAM,
+            subjects=["evt.>"],
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=600,
         ),
         StreamConfig(
-            name=DLQ_STREAM, subjects=["dlq.>"], storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS, discard=DiscardPolicy.OLD, duplicate_window=600,
+            name=DLQ_STREAM,
+            subjects=["dlq.>"],
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=600,
         ),
     ):
         try:

@@ -4,7 +4,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("shop_requests_total", "NATS requests answered", ["subject", "outcome"])
 HTTP_REQUESTS = Histogram(
-    "shop_http_request_seconds", "Public HTTP requests", ["method", "route", "status"],
+    "shop_http_request_seconds",
+    "Public HTTP requests",
+    ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 EVENTS_HANDLED = Counter("shop_events_handled_total", "Events applied by a projector", ["projector", "type"])

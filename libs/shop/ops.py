@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import msgspec
-
 import structlog
 import uvicorn
 from litestar import Litestar, MediaType, Response, get
@@ -64,8 +63,13 @@ def ops_handlers(readiness: Readiness) -> list:
 def serve(app: Litestar, settings: CommonSettings) -> None:
     """Run the app until SIGTERM/SIGINT; uvicorn then runs the lifespan shutdown (drain, close)."""
     config = uvicorn.Config(
-        app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False,
-        lifespan="on", timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_timeout),
     )
     asyncio.run(uvicorn.Server(config).serve())
 
@@ -73,10 +77,18 @@ def serve(app: Litestar, settings: CommonSettings) -> None:
 def main(service: str, settings_type: type[S], create_app: Callable[[S], Litestar], description: str) -> None:
     """Entry point of every process: `--help`, settings from the environment, logging, serve."""
     argparse.ArgumentParser(
-        prog=f"python -m {service.replace('-', '_')}", description=description,
+        prog=f"python -m {service.replace('-', '_')}",
+        description=description,
         epilog=f"Each setting FOO is read from {service.upper().replace('-', '_')}_FOO or FOO; "
         f"fields: {', '.join(f.name.upper() for f in msgspec.structs.fields(settings_type))}.",
     ).parse_args()
     settings = load_settings(settings_type, service)
     configure_logging(service, settings.log_level)
     serve(create_app(settings), settings)
+
+
+def ops_app(readiness: Readiness, lifespan: Callable) -> Litestar:
+    """The HTTP app of a process whose only HTTP is ops: health and metrics, no OpenAPI."""
+    return Litestar(
+        route_handlers=ops_handlers(readiness), lifespan=[lifespan], openapi_config=None, logging_config=None
+    )

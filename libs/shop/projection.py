@@ -8,18 +8,17 @@ from typing import Protocol
 
 import msgspec
 import structlog
+from litestar import Litestar
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
-from litestar import Litestar
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from shop import messaging
-
 from shop.contracts.events import DomainEvent, Envelope, decode_data, envelope_decoder
 from shop.messaging import EVENTS_STREAM
 from shop.metrics import EVENTS_FAILED, EVENTS_HANDLED, PROJECTION_LAG, PROJECTION_POSITION
-from shop.ops import Check, Readiness, ops_handlers
+from shop.ops import Check, Readiness, ops_app
 from shop.settings import CommonSettings
 
 log = structlog.get_logger()
@@ -44,8 +43,14 @@ def position_subject(projector: str) -> str:
 
 class Projector:
     def __init__(
-        self, nc: NATS, name: str, projection: Projection, *,
-        batch: int = 100, max_attempts: int = 5, retry_delay: float = 0.2,
+        self,
+        nc: NATS,
+        name: str,
+        projection: Projection,
+        *,
+        batch: int = 100,
+        max_attempts: int = 5,
+        retry_delay: float = 0.2,
     ) -> None:
         self._nc, self._js = nc, nc.jetstream()
         self.name = name
@@ -57,8 +62,11 @@ class Projector:
 
     async def start(self) -> None:
         config = ConsumerConfig(
-            durable_name=self.name, deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=30, max_ack_pending=1000,
+            durable_name=self.name,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30,
+            max_ack_pending=1000,
         )
         self._sub = await self._js.pull_subscribe("evt.>", durable=self.name, stream=EVENTS_STREAM, config=config)
         info = await self._js.consumer_info(EVENTS_STREAM, self.name)
@@ -76,6 +84,7 @@ class Projector:
         if self._task is not None:
             await asyncio.wait({self._task}, timeout=timeout)
             self._task.cancel()
+        await self._sub.unsubscribe()  # draining a pull subscription would wait for its drain timeout
 
     async def _run(self) -> None:
         delay = self._retry_delay
@@ -134,10 +143,10 @@ class Projector:
         seq = msg.metadata.sequence.stream
         log.error("event_dead_lettered", stream_seq=seq, reason=reason)
         await self._js.publish(
-            f"dlq.{self.name}", msg.data,
+            f"dlq.{self.name}",
+            msg.data,
             headers={"Nats-Msg-Id": f"{self.name}:{seq}", "Shop-Error": reason[:1000], "Shop-Stream-Seq": str(seq)},
         )
-
 
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[tuple[Projection, dict[str, Check]]]]
@@ -164,4 +173,4 @@ def projector_app(name: str, settings: CommonSettings, open_store: StoreFactory)
                 await nc.drain()
                 log.info("stopped", projector=name, position=projector.position)
 
-    return Litestar(route_handlers=ops_handlers(readiness), lifespan=[lifespan], openapi_config=None)
+    return ops_app(readiness, lifespan)

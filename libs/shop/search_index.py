@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
-
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 
@@ -62,7 +61,9 @@ class DocumentProjection:
     returns the document after the event (or None if the event changes nothing here)."""
 
     def __init__(
-        self, index: VersionedIndex, stream_type: str,
+        self,
+        index: VersionedIndex,
+        stream_type: str,
         document: Callable[[Document | None, Envelope, DomainEvent], Document | None],
     ) -> None:
         self._index, self._stream_type, self._document = index, stream_type, document
@@ -90,7 +91,11 @@ class SearchProjectorSettings(CommonSettings, frozen=True, kw_only=True):
 
 
 def document_projector_app(
-    name: str, settings: SearchProjectorSettings, alias: str, mapping: dict[str, Any], stream_type: str,
+    name: str,
+    settings: SearchProjectorSettings,
+    alias: str,
+    mapping: dict[str, Any],
+    stream_type: str,
     document: Callable[[Document | None, Envelope, DomainEvent], Document | None],
 ) -> Litestar:
     @asynccontextmanager

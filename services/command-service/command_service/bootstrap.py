@@ -6,14 +6,13 @@ from contextlib import asynccontextmanager
 import structlog
 from litestar import Litestar
 
-from shop import messaging
-from shop.ops import Readiness, ops_handlers
-
 from command_service.adapters.event_store import EventStore, create_pool, migrate
 from command_service.adapters.relay import OutboxRelay
 from command_service.entrypoints import command_responder
 from command_service.handlers import CommandHandlers
 from command_service.settings import Settings
+from shop import messaging
+from shop.ops import Readiness, ops_app
 
 log = structlog.get_logger()
 
@@ -31,7 +30,9 @@ def create_app(settings: Settings) -> Litestar:
         relay = OutboxRelay(pool, nc.jetstream(), settings.relay_interval)
         relay.start()
         responder = messaging.Responder(nc)
-        await responder.serve("cmd.>", "command-service", command_responder(CommandHandlers(store, relay, settings.publish_wait)))
+        await responder.serve(
+            "cmd.>", "command-service", command_responder(CommandHandlers(store, relay, settings.publish_wait))
+        )
         readiness.checks.update(postgres=store.ping, nats=lambda: nc.flush(timeout=1))
         log.info("started", port=settings.http_port)
         try:
@@ -44,4 +45,4 @@ def create_app(settings: Settings) -> Litestar:
             await pool.close()
             log.info("stopped")
 
-    return Litestar(route_handlers=ops_handlers(readiness), lifespan=[lifespan], openapi_config=None)
+    return ops_app(readiness, lifespan)

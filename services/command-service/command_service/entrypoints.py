@@ -1,13 +1,12 @@
 """NATS entry point: `cmd.>` requests decoded, checked against their subject, handled, answered."""
 
-from nats.aio.msg import Msg
 import structlog
+from nats.aio.msg import Msg
 
+from command_service.handlers import CommandHandlers
 from shop.contracts.commands import command_request_decoder
 from shop.contracts.replies import result_reply
 from shop.errors import ValidationFailed
-
-from command_service.handlers import CommandHandlers
 
 
 def command_responder(handlers: CommandHandlers):

@@ -6,23 +6,28 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from command_service.adapters.event_store import EventStore, Session
+from command_service.adapters.relay import OutboxRelay
+from command_service.domain import order, product
 from shop.contracts.commands import CommandMeta, CommandRequest, CreateProduct, PlaceOrder
 from shop.contracts.events import DomainEvent, Envelope, decode_data
 from shop.contracts.replies import CommandResult
 from shop.contracts.views import OrderItemView, OrderView, StatusChange
 from shop.errors import Forbidden
 
-from command_service.adapters.event_store import EventStore, Session
-from command_service.adapters.relay import OutboxRelay
-from command_service.domain import order, product
-
 
 def new_envelope(
     meta: CommandMeta, stream_type: str, stream_id: str, version: int, event: DomainEvent, now: datetime
 ) -> Envelope:
     return Envelope(
-        event_id=str(uuid.uuid4()), type=type(event).__name__, stream_id=stream_id, stream_type=stream_type,
-        version=version, occurred_at=now, correlation_id=meta.correlation_id, causation_id=meta.idempotency_key,
+        event_id=str(uuid.uuid4()),
+        type=type(event).__name__,
+        stream_id=stream_id,
+        stream_type=stream_type,
+        version=version,
+        occurred_at=now,
+        correlation_id=meta.correlation_id,
+        causation_id=meta.idempotency_key,
         data=msgspec.Raw(msgspec.json.encode(event)),
     )
 
@@ -36,7 +41,10 @@ async def load_product(session: Session, product_id: str) -> tuple[product.Produ
 
 class CommandHandlers:
     def __init__(
-        self, store: EventStore, relay: OutboxRelay, publish_wait: float,
+        self,
+        store: EventStore,
+        relay: OutboxRelay,
+        publish_wait: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store, self._relay, self._publish_wait, self._clock = store, relay, publish_wait, clock
@@ -76,8 +84,13 @@ class CommandHandlers:
             await session.append(envelopes)
         position = await self._relay.published([e.event_id for e in envelopes], self._publish_wait)
         view = OrderView(
-            id=order_id, user_id=placed.user_id, status="placed",
+            id=order_id,
+            user_id=placed.user_id,
+            status="placed",
             items=tuple(OrderItemView(**msgspec.structs.asdict(i)) for i in placed.items),
-            total=placed.total, placed_at=placed.placed_at, history=(StatusChange(status="placed", at=now),), version=1,
+            total=placed.total,
+            placed_at=placed.placed_at,
+            history=(StatusChange(status="placed", at=now),),
+            version=1,
         )
         return CommandResult(id=order_id, version=1, position=position, order=view)

@@ -5,13 +5,12 @@ from datetime import date
 from litestar import Controller, Response, get
 from litestar.params import Parameter
 
-from shop.contracts.commands import Actor
-from shop.contracts.queries import GetAnalyticsSummary
-from shop.contracts.views import AnalyticsSummary
-
 from gateway.auth import require_admin
 from gateway.bus import Bus
 from gateway.dependencies import query_response
+from shop.contracts.commands import Actor
+from shop.contracts.queries import GetAnalyticsSummary
+from shop.contracts.views import AnalyticsSummary
 
 
 class AnalyticsController(Controller):
@@ -20,7 +19,11 @@ class AnalyticsController(Controller):
 
     @get("/summary", summary="Revenue, order count, average order value, by day, top products (admin)")
     async def summary(
-        self, bus: Bus, actor: Actor | None, request_id: str, min_position: int,
+        self,
+        bus: Bus,
+        actor: Actor | None,
+        request_id: str,
+        min_position: int,
         date_from: date | None = Parameter(query="from", default=None),
         date_to: date | None = Parameter(query="to", default=None),
     ) -> Response[AnalyticsSummary]:

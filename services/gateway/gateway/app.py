@@ -2,19 +2,17 @@
 
 import time
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
+from jwt.warnings import InsecureKeyLengthWarning
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-
-from shop import messaging
-from shop.metrics import HTTP_REQUESTS
-from shop.ops import Readiness, ops_handlers
 
 from gateway.analytics import AnalyticsController
 from gateway.bus import Bus
@@ -23,6 +21,9 @@ from gateway.orders import OrderController
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.products import ProductController
 from gateway.settings import DEV_JWT_SECRET, Settings
+from shop import messaging
+from shop.metrics import HTTP_REQUESTS
+from shop.ops import Readiness, ops_handlers
 
 log = structlog.get_logger()
 
@@ -50,7 +51,9 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send_with_status)
         finally:
             route = scope.get("path_template") or "unmatched"
-            HTTP_REQUESTS.labels(method=scope["method"], route=route, status=status).observe(time.perf_counter() - started)
+            HTTP_REQUESTS.labels(method=scope["method"], route=route, status=status).observe(
+                time.perf_counter() - started
+            )
             structlog.contextvars.unbind_contextvars("correlation_id")
 
     return middleware
@@ -66,6 +69,9 @@ async def add_request_id(message: Message, scope: Scope) -> None:
 def create_app(settings: Settings) -> Litestar:
     if settings.environment == "production" and settings.jwt_secret == DEV_JWT_SECRET:
         raise SystemExit("refusing to start in production with the development JWT secret: set GATEWAY_JWT_SECRET")
+    if settings.jwt_secret == DEV_JWT_SECRET:
+        log.warning("development_jwt_secret", detail="tokens are signed with 'dev-secret'; set GATEWAY_JWT_SECRET")
+        warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)  # said once above, not per request
     readiness = Readiness()
 
     @asynccontextmanager
@@ -96,4 +102,5 @@ def create_app(settings: Settings) -> Litestar:
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(title="Mobile shop API", version="1.0.0", path="/schema"),
         request_max_body_size=1_000_000,
+        logging_config=None,  # shop.logs configured it
     )

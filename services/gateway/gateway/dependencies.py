@@ -6,12 +6,11 @@ import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
 
+from gateway.auth import actor_from
+from gateway.bus import Bus
 from shop.contracts.commands import Actor
 from shop.contracts.replies import Reply
 from shop.errors import ValidationFailed
-
-from gateway.auth import actor_from
-from gateway.bus import Bus
 
 T = TypeVar("T")
 

@@ -4,14 +4,13 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.params import Parameter
 
+from gateway.auth import require_user
+from gateway.bus import Bus
+from gateway.dependencies import query_response
 from shop.contracts.commands import Actor, PlaceOrder
 from shop.contracts.queries import GetOrder
 from shop.contracts.replies import CommandResult
 from shop.contracts.views import OrderView
-
-from gateway.auth import require_user
-from gateway.bus import Bus
-from gateway.dependencies import query_response
 
 
 class OrderController(Controller):
@@ -20,7 +19,11 @@ class OrderController(Controller):
 
     @post("/", status_code=201, summary="Place an order (reserves stock on every product, all or nothing)")
     async def place_order(
-        self, data: PlaceOrder, bus: Bus, actor: Actor | None, request_id: str,
+        self,
+        data: PlaceOrder,
+        bus: Bus,
+        actor: Actor | None,
+        request_id: str,
         idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None, max_length=200),
     ) -> CommandResult:
         reply = await bus.command(data, require_user(actor), request_id, idempotency_key)

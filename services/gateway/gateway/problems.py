@@ -9,17 +9,37 @@ from shop.errors import ShopError
 log = structlog.get_logger()
 
 STATUS = {
-    "validation_error": 422, "price_rule_violation": 422, "not_found": 404, "insufficient_stock": 409,
-    "concurrency_conflict": 409, "invalid_state": 409, "unauthorized": 401, "forbidden": 403,
-    "rate_limited": 429, "unavailable": 503,
+    "validation_error": 422,
+    "price_rule_violation": 422,
+    "not_found": 404,
+    "insufficient_stock": 409,
+    "concurrency_conflict": 409,
+    "invalid_state": 409,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "rate_limited": 429,
+    "unavailable": 503,
 }
-HTTP_CODES = {400: "validation_error", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-              405: "method_not_allowed", 413: "payload_too_large", 429: "rate_limited", 503: "unavailable"}
+HTTP_CODES = {
+    400: "validation_error",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    429: "rate_limited",
+    503: "unavailable",
+}
 
 
 def problem(status: int, code: str, title: str, detail: str) -> Response:
-    body = {"type": f"https://errors.shop.example/{code}", "title": title, "status": status,
-            "detail": detail, "code": code}
+    body = {
+        "type": f"https://errors.shop.example/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
     return Response(body, status_code=status, media_type="application/problem+json")
 
 
@@ -28,7 +48,9 @@ def shop_error(_: Request, exc: ShopError) -> Response:
 
 
 def validation_error(_: Request, exc: ValidationException) -> Response:
-    detail = "; ".join(f"{e.get('key') or 'body'}: {e.get('message')}" for e in (exc.extra or []) if isinstance(e, dict))
+    detail = "; ".join(
+        f"{e.get('key') or 'body'}: {e.get('message')}" for e in (exc.extra or []) if isinstance(e, dict)
+    )
     return problem(422, "validation_error", "The request is not valid", detail or exc.detail)
 
 
@@ -43,6 +65,8 @@ def unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 EXCEPTION_HANDLERS = {
-    ShopError: shop_error, ValidationException: validation_error, HTTPException: http_error,
+    ShopError: shop_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
     Exception: unexpected_error,
 }

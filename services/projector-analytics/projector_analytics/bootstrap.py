@@ -6,11 +6,10 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from redis.asyncio import Redis
 
-from shop.projection import projector_app
-from shop.read_models import ANALYTICS, AnalyticsKeys
-
 from projector_analytics.adapters.counters import AnalyticsProjection
 from projector_analytics.settings import Settings
+from shop.projection import projector_app
+from shop.read_models import ANALYTICS, AnalyticsKeys
 
 
 def create_app(settings: Settings) -> Litestar:

@@ -2,11 +2,10 @@
 
 from litestar import Litestar
 
-from shop.read_models import CATALOG, PRODUCTS_ALIAS
-from shop.search_index import document_projector_app
-
 from projector_catalog.documents import MAPPING, product_document
 from projector_catalog.settings import Settings
+from shop.read_models import CATALOG, PRODUCTS_ALIAS
+from shop.search_index import document_projector_app
 
 
 def create_app(settings: Settings) -> Litestar:

@@ -33,10 +33,19 @@ def product_document(doc: dict[str, Any] | None, envelope: Envelope, event: Doma
     match event:
         case ProductCreated():
             return {
-                "id": envelope.stream_id, "name": event.name, "description": event.description,
-                "image_urls": list(event.image_urls), "price": event.price, "stock": event.stock,
-                "category": event.category, "seller_id": event.seller_id, "review_count": 0, "rating_sum": 0,
-                "average_rating": 0.0, "reviews": [], "created_at": envelope.occurred_at.isoformat(),
+                "id": envelope.stream_id,
+                "name": event.name,
+                "description": event.description,
+                "image_urls": list(event.image_urls),
+                "price": event.price,
+                "stock": event.stock,
+                "category": event.category,
+                "seller_id": event.seller_id,
+                "review_count": 0,
+                "rating_sum": 0,
+                "average_rating": 0.0,
+                "reviews": [],
+                "created_at": envelope.occurred_at.isoformat(),
                 "version": envelope.version,
             }
         case ProductStockDecreased(quantity=quantity):

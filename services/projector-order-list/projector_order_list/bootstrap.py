@@ -2,11 +2,10 @@
 
 from litestar import Litestar
 
-from shop.read_models import ORDER_LIST, ORDERS_ALIAS
-from shop.search_index import document_projector_app
-
 from projector_order_list.documents import MAPPING, order_document
 from projector_order_list.settings import Settings
+from shop.read_models import ORDER_LIST, ORDERS_ALIAS
+from shop.search_index import document_projector_app
 
 
 def create_app(settings: Settings) -> Litestar:

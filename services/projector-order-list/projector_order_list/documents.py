@@ -36,13 +36,22 @@ def order_document(doc: dict[str, Any] | None, envelope: Envelope, event: Domain
         case OrderPlaced():
             at = event.placed_at.isoformat()
             return {
-                "id": envelope.stream_id, "user_id": event.user_id, "status": "placed",
+                "id": envelope.stream_id,
+                "user_id": event.user_id,
+                "status": "placed",
                 "items": [
-                    {"product_id": i.product_id, "name": i.name, "quantity": i.quantity,
-                     "unit_price": i.unit_price, "line_total": i.line_total}
+                    {
+                        "product_id": i.product_id,
+                        "name": i.name,
+                        "quantity": i.quantity,
+                        "unit_price": i.unit_price,
+                        "line_total": i.line_total,
+                    }
                     for i in event.items
                 ],
-                "total": event.total, "placed_at": at, "history": [{"status": "placed", "at": at}],
+                "total": event.total,
+                "placed_at": at,
+                "history": [{"status": "placed", "at": at}],
                 "version": envelope.version,
             }
     return None

@@ -7,15 +7,14 @@ import structlog
 from litestar import Litestar
 from redis.asyncio import Redis
 
-from shop import messaging
-from shop.ops import Readiness, ops_handlers
-from shop.read_models import ORDERS_ALIAS, PRODUCTS_ALIAS, AnalyticsKeys
-from shop.search_index import open_client
-
 from query_service.adapters.positions import ProjectionPositions
 from query_service.adapters.read_models import AnalyticsCounters, SearchDocuments
 from query_service.handlers import QueryHandlers
 from query_service.settings import Settings
+from shop import messaging
+from shop.ops import Readiness, ops_app
+from shop.read_models import ORDERS_ALIAS, PRODUCTS_ALIAS, AnalyticsKeys
+from shop.search_index import open_client
 
 log = structlog.get_logger()
 
@@ -51,4 +50,4 @@ def create_app(settings: Settings) -> Litestar:
             await redis.aclose()
             log.info("stopped")
 
-    return Litestar(route_handlers=ops_handlers(readiness), lifespan=[lifespan], openapi_config=None)
+    return ops_app(readiness, lifespan)

@@ -3,20 +3,23 @@
 import msgspec
 from nats.aio.msg import Msg
 
+from query_service.adapters.positions import ProjectionPositions
+from query_service.adapters.read_models import AnalyticsCounters, SearchDocuments
 from shop.contracts.commands import Actor
 from shop.contracts.queries import GetAnalyticsSummary, GetOrder, GetProduct, Query, query_request_decoder
 from shop.contracts.replies import result_reply
 from shop.contracts.views import AnalyticsSummary, DayStats, OrderView, ProductDetail, TopProduct
 from shop.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 
-from query_service.adapters.positions import ProjectionPositions
-from query_service.adapters.read_models import AnalyticsCounters, SearchDocuments
-
 
 class QueryHandlers:
     def __init__(
-        self, orders: SearchDocuments, products: SearchDocuments, analytics: AnalyticsCounters,
-        positions: ProjectionPositions, consistency_wait: float,
+        self,
+        orders: SearchDocuments,
+        products: SearchDocuments,
+        analytics: AnalyticsCounters,
+        positions: ProjectionPositions,
+        consistency_wait: float,
     ) -> None:
         self._orders, self._products, self._analytics = orders, products, analytics
         self._positions, self._consistency_wait = positions, consistency_wait
@@ -63,7 +66,8 @@ class QueryHandlers:
         top = await self._analytics.top_products([d for d, _, _ in days] if ranged else None, query.top)
         revenue, order_count = sum(r for _, r, _ in days), sum(c for _, _, c in days)
         return AnalyticsSummary(
-            revenue=revenue, order_count=order_count,
+            revenue=revenue,
+            order_count=order_count,
             average_order_value=revenue // order_count if order_count else 0,
             by_day=tuple(DayStats(date=d, revenue=r, order_count=c) for d, r, c in days),
             top_products=tuple(TopProduct(product_id=p, name=n, units_sold=u) for p, n, u in top),

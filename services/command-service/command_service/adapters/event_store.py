@@ -31,15 +31,22 @@ create table if not exists outbox (
 """
 MIGRATION_LOCK = 7_100_001
 
-COLUMNS = ("event_id, stream_id, stream_type, version, type, schema_version, data, occurred_at, "
-           "correlation_id, causation_id")
+COLUMNS = (
+    "event_id, stream_id, stream_type, version, type, schema_version, data, occurred_at, correlation_id, causation_id"
+)
 
 
 def envelope_from_row(row: asyncpg.Record) -> Envelope:
     return Envelope(
-        event_id=str(row["event_id"]), type=row["type"], schema_version=row["schema_version"],
-        stream_id=row["stream_id"], stream_type=row["stream_type"], version=row["version"],
-        occurred_at=row["occurred_at"], correlation_id=row["correlation_id"], causation_id=row["causation_id"],
+        event_id=str(row["event_id"]),
+        type=row["type"],
+        schema_version=row["schema_version"],
+        stream_id=row["stream_id"],
+        stream_type=row["stream_type"],
+        version=row["version"],
+        occurred_at=row["occurred_at"],
+        correlation_id=row["correlation_id"],
+        causation_id=row["causation_id"],
         data=msgspec.Raw(row["data"].encode()),
     )
 
@@ -64,16 +71,24 @@ class Session:
         self._conn = conn
 
     async def load(self, stream_id: str) -> list[Envelope]:
-        rows = await self._conn.fetch(
-            f"select {COLUMNS} from events where stream_id = $1 order by version", stream_id
-        )
+        rows = await self._conn.fetch(f"select {COLUMNS} from events where stream_id = $1 order by version", stream_id)
         return [envelope_from_row(r) for r in rows]
 
     async def append(self, envelopes: Iterable[Envelope]) -> None:
         """Insert events and their outbox rows; a taken (stream_id, version) is a ConcurrencyError."""
         records = [
-            (e.event_id, e.stream_id, e.stream_type, e.version, e.type, e.schema_version, bytes(e.data).decode(),
-             e.occurred_at, e.correlation_id, e.causation_id)
+            (
+                e.event_id,
+                e.stream_id,
+                e.stream_type,
+                e.version,
+                e.type,
+                e.schema_version,
+                bytes(e.data).decode(),
+                e.occurred_at,
+                e.correlation_id,
+                e.causation_id,
+            )
             for e in envelopes
         ]
         try:
@@ -104,7 +119,11 @@ class EventStore:
                 for stream_id in sorted(set(stream_ids)):
                     await conn.execute("select pg_advisory_xact_lock(hashtextextended($1, 0))", stream_id)
                 yield Session(conn)
-        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.CannotConnectNowError) as exc:
+        except (
+            OSError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.CannotConnectNowError,
+        ) as exc:
             raise Unavailable(f"PostgreSQL unavailable: {exc}") from exc
 
     async def ping(self) -> None:

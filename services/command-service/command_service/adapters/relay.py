@@ -8,9 +8,8 @@ import msgspec
 import structlog
 from nats.js import JetStreamContext
 
-from shop.metrics import EVENTS_PUBLISHED
-
 from command_service.adapters.event_store import COLUMNS, envelope_from_row
+from shop.metrics import EVENTS_PUBLISHED
 
 log = structlog.get_logger()
 

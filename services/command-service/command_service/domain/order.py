@@ -5,11 +5,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from command_service.domain.product import Product
 from shop.contracts.commands import PlaceOrder
 from shop.contracts.events import DomainEvent, OrderItem, OrderPlaced, ProductStockDecreased
 from shop.errors import InsufficientStock, NotFound
-
-from command_service.domain.product import Product
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +19,11 @@ class Order:
 
 
 def place_order(
-    order_id: str, user_id: str, command: PlaceOrder, products: Mapping[str, Product | None], now: datetime,
+    order_id: str,
+    user_id: str,
+    command: PlaceOrder,
+    products: Mapping[str, Product | None],
+    now: datetime,
 ) -> tuple[OrderPlaced, dict[str, ProductStockDecreased]]:
     """All or nothing: every product must exist and have the stock, else nothing is decided."""
     wanted = Counter[str]()
@@ -35,8 +38,11 @@ def place_order(
             raise InsufficientStock(f"product {product_id} has {product.stock} in stock, {quantity} requested")
         items.append(
             OrderItem(
-                product_id=product_id, name=product.name, quantity=quantity,
-                unit_price=product.price, line_total=product.price * quantity,
+                product_id=product_id,
+                name=product.name,
+                quantity=quantity,
+                unit_price=product.price,
+                line_total=product.price * quantity,
             )
         )
         decreases[product_id] = ProductStockDecreased(quantity=quantity, order_id=order_id)

@@ -19,8 +19,13 @@ def create_product(state: Product | None, command: CreateProduct) -> list[Domain
         raise InvalidState("the product already exists")
     return [
         ProductCreated(
-            name=command.name, description=command.description, price=command.price, stock=command.stock,
-            category=command.category, seller_id=command.seller_id, image_urls=command.image_urls,
+            name=command.name,
+            description=command.description,
+            price=command.price,
+            stock=command.stock,
+            category=command.category,
+            seller_id=command.seller_id,
+            image_urls=command.image_urls,
         )
     ]
 

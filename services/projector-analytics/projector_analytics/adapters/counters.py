@@ -4,10 +4,9 @@ runs the counter changes and records version and stream position in one atomic s
 import msgspec
 from redis.asyncio import Redis
 
+from projector_analytics.changes import analytics_changes
 from shop.contracts.events import DomainEvent, Envelope
 from shop.read_models import AnalyticsKeys
-
-from projector_analytics.changes import analytics_changes
 
 APPLY = """
 local applied = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')

@@ -51,8 +51,7 @@ class AnalyticsCounters:
             return []
         names = await self._redis.hmget(self._keys.product_names, [pid for pid, _ in ranked])
         return [
-            (pid.decode(), (name or b"").decode(), int(units))
-            for (pid, units), name in zip(ranked, names, strict=True)
+            (pid.decode(), (name or b"").decode(), int(units)) for (pid, units), name in zip(ranked, names, strict=True)
         ]
 
     async def ping(self) -> None:

@@ -1,0 +1,112 @@
+"""docker-compose.yml checked without a Docker daemon: the compose-spec schema, then the wiring
+DESIGN.md §2 and §8 ask for (one image, healthchecks, only the gateway published, NATS users)."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonschema import Draft7Validator
+
+ROOT = Path(__file__).resolve().parents[2]
+# compose-spec.json is schema/compose-spec.json of github.com/compose-spec/compose-spec (Apache-2.0), verbatim.
+COMPOSE_SPEC = Path(__file__).with_name("compose-spec.json")
+
+INFRA = {"nats", "postgres", "redis", "opensearch"}
+# app service -> (python module, HTTP port, infrastructure it needs)
+APPS = {
+    "gateway": ("gateway", 8000, {"nats"}),
+    "command-service": ("command_service", 8001, {"nats", "postgres"}),
+    "query-service": ("query_service", 8002, {"nats", "redis", "opensearch"}),
+    "projector-order-list": ("projector_order_list", 8003, {"nats", "opensearch"}),
+    "projector-analytics": ("projector_analytics", 8004, {"nats", "redis"}),
+    "projector-catalog": ("projector_catalog", 8005, {"nats", "opensearch"}),
+}
+# how each app reaches a piece of infrastructure, by its service name
+INFRA_URLS = {
+    "nats": ("NATS_URL", "@nats:4222"),
+    "postgres": ("DATABASE_URL", "@postgres:5432/"),
+    "redis": ("REDIS_URL", "redis://redis:6379"),
+    "opensearch": ("OPENSEARCH_URL", "http://opensearch:9200"),
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+@pytest.fixture(scope="module")
+def nats_config_text(services) -> str:
+    mounts = [v.split(":") for v in services["nats"]["volumes"] if isinstance(v, str)]
+    ((source, target, *_),) = [m for m in mounts if m[0].endswith(".conf")]
+    assert target in services["nats"]["command"], "the mounted config is not the one nats runs"
+    return (ROOT / source).read_text()
+
+
+def test_compose_file_matches_the_compose_spec(compose):
+    schema = json.loads(COMPOSE_SPEC.read_text())
+    Draft7Validator.check_schema(schema)
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in Draft7Validator(schema).iter_errors(compose)
+    ]
+    assert not errors, "\n".join(errors)
+
+
+def test_all_infrastructure_and_app_services_exist(services):
+    assert INFRA | APPS.keys() <= services.keys()
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_app_service_runs_its_module_from_the_shared_image(services, name):
+    service, (module, port, _) = services[name], APPS[name]
+    assert service["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}
+    assert service["command"] == ["python", "-m", module]
+    assert service["environment"]["HTTP_PORT"] == str(port)
+    assert service["environment"]["HTTP_HOST"] == "0.0.0.0"
+
+
+def test_only_the_gateway_publishes_a_port(services):
+    assert {name for name, s in services.items() if s.get("ports") or s.get("network_mode") == "host"} == {"gateway"}
+    assert services["gateway"]["ports"] == ["8000:8000"]
+
+
+@pytest.mark.parametrize("name", sorted(INFRA | APPS.keys()))
+def test_service_has_a_healthcheck(services, name):
+    check = services[name].get("healthcheck", {})
+    assert check.get("test") and not check.get("disable")
+    if name in APPS:
+        assert "/health/ready" in " ".join(check["test"])
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_app_service_waits_for_healthy_infrastructure_it_reaches_by_name(services, name):
+    service, needs = services[name], APPS[name][2]
+    assert {dep: c["condition"] for dep, c in service["depends_on"].items() if dep in INFRA} == dict.fromkeys(
+        needs, "service_healthy"
+    )
+    for infra in needs:
+        variable, address = INFRA_URLS[infra]
+        assert address in service["environment"][variable]
+    assert service["environment"]["NATS_URL"].startswith(f"nats://{name}:"), "each app logs in as its own NATS user"
+
+
+def test_nats_config_defines_a_user_per_app_service_with_password_from_env(services, nats_config_text):
+    users = dict(re.findall(r"user:\s*([\w-]+)\s+password:\s*\$(\w+)", nats_config_text))
+    assert APPS.keys() <= users.keys()
+    assert {users[app] for app in APPS} <= services["nats"]["environment"].keys()
+    assert "jetstream" in nats_config_text and "-js" in services["nats"]["command"]
+
+
+def test_dockerfile_installs_the_project_as_a_non_root_user():
+    dockerfile = (ROOT / "deploy/Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.M)
+    assert re.search(r"^RUN pip install --no-cache-dir \.$", dockerfile, re.M)
+    user = re.findall(r"^USER (\S+)", dockerfile, re.M)
+    assert user and user[-1].split(":")[0] not in {"root", "0"}

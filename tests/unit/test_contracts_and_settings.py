@@ -1,0 +1,53 @@
+"""Wire codecs and settings loading."""
+
+import msgspec
+import pytest
+
+from command_service.settings import Settings as CommandSettings
+from shop.contracts.commands import command_request_decoder
+from shop.contracts.replies import error_reply, reply_decoder
+from shop.errors import InsufficientStock
+from shop.settings import load_settings
+
+
+def test_a_command_request_is_decoded_by_its_type_tag():
+    request = command_request_decoder.decode(
+        b'{"meta":{"actor":{"user_id":"u1"},"correlation_id":"c"},'
+        b'"command":{"type":"PlaceOrder","items":[{"product_id":"p1","quantity":2}]}}'
+    )
+    assert request.command.subject == "cmd.order.place"
+    assert request.command.items[0].quantity == 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'{"meta":{"actor":{"user_id":"u1"},"correlation_id":"c"},"command":{"type":"PlaceOrder","items":[]}}',
+        b'{"meta":{"actor":{"user_id":"u1"},"correlation_id":"c"},"command":{"type":"CreateProduct","name":"x",'
+        b'"price":-1,"stock":1,"category":"c","seller_id":"s"}}',
+        b'{"meta":{"actor":{"user_id":"u1"},"correlation_id":"c"},"command":{"type":"Nope"}}',
+    ],
+)
+def test_invalid_commands_are_refused_by_the_decoder(bad):
+    with pytest.raises(msgspec.ValidationError):
+        command_request_decoder.decode(bad)
+
+
+def test_an_error_reply_is_raised_again_on_the_callers_side():
+    reply = reply_decoder.decode(error_reply(InsufficientStock("only 2 left")))
+    with pytest.raises(InsufficientStock, match="only 2 left"):
+        reply.raise_for_error()
+
+
+def test_settings_prefer_the_service_prefixed_variable(monkeypatch):
+    monkeypatch.setenv("HTTP_PORT", "9000")
+    monkeypatch.setenv("COMMAND_SERVICE_HTTP_PORT", "9001")
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "3")
+    settings = load_settings(CommandSettings, "command-service")
+    assert (settings.http_port, settings.database_pool_size) == (9001, 3)
+
+
+def test_a_malformed_setting_stops_the_process_with_its_name(monkeypatch):
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "many")
+    with pytest.raises(SystemExit, match="database_pool_size"):
+        load_settings(CommandSettings, "command-service")

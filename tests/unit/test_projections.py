@@ -1,0 +1,65 @@
+"""What each projector makes of an event (pure functions, no store)."""
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from projector_analytics.changes import analytics_changes
+from projector_catalog.documents import product_document
+from projector_order_list.documents import order_document
+from shop.contracts.events import Envelope, OrderItem, OrderPlaced, ProductCreated, ProductStockDecreased
+from shop.read_models import AnalyticsKeys
+
+AT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+
+
+def envelope(stream_type: str, stream_id: str, version: int, event) -> Envelope:
+    return Envelope(
+        event_id=f"e-{stream_id}-{version}",
+        type=type(event).__name__,
+        stream_id=stream_id,
+        stream_type=stream_type,
+        version=version,
+        occurred_at=AT,
+        data=msgspec.Raw(msgspec.json.encode(event)),
+    )
+
+
+CREATED = ProductCreated(name="Phone", description="d", price=500, stock=4, category="phones", seller_id="s1")
+PLACED = OrderPlaced(
+    user_id="u1",
+    total=1100,
+    placed_at=AT,
+    items=(
+        OrderItem(product_id="p1", name="Phone", quantity=2, unit_price=500, line_total=1000),
+        OrderItem(product_id="p2", name="Case", quantity=1, unit_price=100, line_total=100),
+    ),
+)
+
+
+def test_catalog_document_follows_creation_and_stock_decrease():
+    doc = product_document(None, envelope("product", "p1", 1, CREATED), CREATED)
+    assert (doc["id"], doc["price"], doc["stock"], doc["version"]) == ("p1", 500, 4, 1)
+    decreased = ProductStockDecreased(quantity=3, order_id="o1")
+    after = product_document(doc, envelope("product", "p1", 2, decreased), decreased)
+    assert (after["stock"], after["version"], after["name"]) == (1, 2, "Phone")
+
+
+def test_order_document_holds_items_total_and_history():
+    doc = order_document(None, envelope("order", "o1", 1, PLACED), PLACED)
+    assert doc["status"] == "placed" and doc["total"] == 1100 and doc["user_id"] == "u1"
+    assert [i["line_total"] for i in doc["items"]] == [1000, 100]
+    assert doc["history"] == [{"status": "placed", "at": AT.isoformat()}]
+
+
+def test_analytics_counts_revenue_orders_and_units_per_day():
+    keys = AnalyticsKeys("a:")
+    changes = analytics_changes(keys, envelope("order", "o1", 1, PLACED), PLACED)
+    assert ["HINCRBY", "a:day:2026-11-24", "revenue", 1100] in changes
+    assert ["HINCRBY", "a:day:2026-11-24", "orders", 1] in changes
+    assert ["ZINCRBY", "a:units", 2, "p1"] in changes and ["ZINCRBY", "a:units:2026-11-24", 1, "p2"] in changes
+
+
+def test_analytics_ignores_stock_events():
+    decreased = ProductStockDecreased(quantity=1, order_id="o1")
+    assert analytics_changes(AnalyticsKeys(), envelope("product", "p1", 2, decreased), decreased) == []
