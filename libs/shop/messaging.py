@@ -46,30 +46,23 @@ async def connect(url: str, name: str, deadline: float = 60.0) -> NATS:
 
 
 async def ensure_streams(nc: NATS) -> None:
-    """Create (or update) the EVENTS and DLQ streams; safe to call from every process."""
+    """Create the EVENTS and DLQ streams if missing; safe to call from every process."""
     js = nc.jetstream()
-    for config in (
-        StreamConfig(
-            name=EVENTS_STREAM,
-            subjects=["evt.>"],
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
-            duplicate_window=600,
-        ),
-        StreamConfig(
-            name=DLQ_STREAM,
-            subjects=["dlq.>"],
-            storage=StorageType.FILE,
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
-            duplicate_window=600,
-        ),
-    ):
+    for name, subject in ((EVENTS_STREAM, "evt.>"), (DLQ_STREAM, "dlq.>")):
         try:
-            await js.stream_info(config.name)
+            await js.stream_info(name)
         except NotFoundError:
-            await js.add_stream(config)
+            # a 10-minute window: the outbox relay's re-publish after a crash is dropped as a duplicate
+            await js.add_stream(
+                StreamConfig(
+                    name=name,
+                    subjects=[subject],
+                    storage=StorageType.FILE,
+                    retention=RetentionPolicy.LIMITS,
+                    discard=DiscardPolicy.OLD,
+                    duplicate_window=600,
+                )
+            )
 
 
 Handler = Callable[[Msg], Awaitable[bytes]]
