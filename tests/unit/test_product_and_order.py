@@ -60,4 +60,4 @@ def test_an_order_is_all_or_nothing():
 
 def test_a_placed_order_starts_in_status_placed():
     placed = OrderPlaced(user_id="u1", items=(), total=0, placed_at=NOW)
-    assert order.evolve(None, placed) == order.Order(user_id="u1", status="placed", total=0)
+    assert order.evolve(None, placed) == order.Order(user_id="u1", status="placed", items=(), total=0, placed_at=NOW)

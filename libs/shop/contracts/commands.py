@@ -31,6 +31,26 @@ class CreateProduct(Struct, frozen=True, kw_only=True, tag=True, tag_field="type
     image_urls: Annotated[tuple[Annotated[str, Meta(max_length=2048)], ...], Meta(max_length=20)] = ()
 
 
+class ChangePrice(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
+    subject: ClassVar[str] = "cmd.product.change_price"
+    product_id: Id
+    new_price: Money
+    reason: Annotated[str, Meta(max_length=500)] = ""
+
+
+class Restock(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
+    subject: ClassVar[str] = "cmd.product.restock"
+    product_id: Id
+    quantity: Quantity
+
+
+class AddReview(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
+    subject: ClassVar[str] = "cmd.product.add_review"
+    product_id: Id
+    rating: Annotated[int, Meta(ge=1, le=5)]
+    text: Annotated[str, Meta(max_length=5000)] = ""
+
+
 class OrderLine(Struct, frozen=True, kw_only=True):
     product_id: Id
     quantity: Quantity
@@ -41,7 +61,23 @@ class PlaceOrder(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
     items: Annotated[tuple[OrderLine, ...], Meta(min_length=1, max_length=50)]
 
 
-Command = CreateProduct | PlaceOrder
+class PayOrder(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
+    subject: ClassVar[str] = "cmd.order.pay"
+    order_id: Id
+
+
+class ShipOrder(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
+    subject: ClassVar[str] = "cmd.order.ship"
+    order_id: Id
+
+
+class CancelOrder(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
+    subject: ClassVar[str] = "cmd.order.cancel"
+    order_id: Id
+    reason: Annotated[str, Meta(max_length=500)] = ""
+
+
+Command = CreateProduct | ChangePrice | Restock | AddReview | PlaceOrder | PayOrder | ShipOrder | CancelOrder
 
 
 class CommandMeta(Struct, frozen=True, kw_only=True):

@@ -21,6 +21,27 @@ class ProductStockDecreased(Struct, frozen=True, kw_only=True):
     order_id: str
 
 
+class ProductPriceChanged(Struct, frozen=True, kw_only=True):
+    old_price: int
+    new_price: int
+    reason: str = ""
+
+
+class ProductRestocked(Struct, frozen=True, kw_only=True):
+    quantity: int
+
+
+class ProductStockReleased(Struct, frozen=True, kw_only=True):
+    quantity: int
+    order_id: str
+
+
+class ReviewAdded(Struct, frozen=True, kw_only=True):
+    user_id: str
+    rating: int
+    text: str
+
+
 class OrderItem(Struct, frozen=True, kw_only=True):
     product_id: str
     name: str
@@ -36,11 +57,38 @@ class OrderPlaced(Struct, frozen=True, kw_only=True):
     placed_at: datetime
 
 
-DomainEvent = ProductCreated | ProductStockDecreased | OrderPlaced
+class OrderPaid(Struct, frozen=True, kw_only=True):
+    by: str
 
-EVENT_TYPES: dict[str, type[DomainEvent]] = {
-    cls.__name__: cls for cls in (ProductCreated, ProductStockDecreased, OrderPlaced)
-}
+
+class OrderShipped(Struct, frozen=True, kw_only=True):
+    by: str
+
+
+class OrderCancelled(Struct, frozen=True, kw_only=True):
+    """Carries what the order had added, so that read models can subtract it."""
+
+    by: str
+    reason: str = ""
+    items: tuple[OrderItem, ...]
+    total: int
+    placed_at: datetime
+
+
+DomainEvent = (
+    ProductCreated
+    | ProductPriceChanged
+    | ProductRestocked
+    | ProductStockDecreased
+    | ProductStockReleased
+    | ReviewAdded
+    | OrderPlaced
+    | OrderPaid
+    | OrderShipped
+    | OrderCancelled
+)
+
+EVENT_TYPES: dict[str, type[DomainEvent]] = {cls.__name__: cls for cls in DomainEvent.__args__}
 _data_decoders = {name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()}
 
 

@@ -76,6 +76,9 @@ class Session:
 
     async def append(self, envelopes: Iterable[Envelope]) -> None:
         """Insert events and their outbox rows; a taken (stream_id, version) is a ConcurrencyError."""
+        envelopes = list(envelopes)
+        if not envelopes:
+            return
         records = [
             (
                 e.event_id,

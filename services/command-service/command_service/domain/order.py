@@ -1,21 +1,33 @@
-"""The Order aggregate. Placing an order also decides the stock events of every product in it."""
+"""The Order aggregate: placed -> paid -> shipped; cancelled from placed or paid, returning the stock.
+Placing an order also decides the stock events of every product in it."""
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from command_service.domain.product import Product
-from shop.contracts.commands import PlaceOrder
-from shop.contracts.events import DomainEvent, OrderItem, OrderPlaced, ProductStockDecreased
-from shop.errors import InsufficientStock, NotFound
+from shop.contracts.commands import Actor, CancelOrder, PlaceOrder
+from shop.contracts.events import (
+    DomainEvent,
+    OrderCancelled,
+    OrderItem,
+    OrderPaid,
+    OrderPlaced,
+    OrderShipped,
+    ProductStockDecreased,
+    ProductStockReleased,
+)
+from shop.errors import Forbidden, InsufficientStock, InvalidState, NotFound
 
 
 @dataclass(frozen=True, slots=True)
 class Order:
     user_id: str
     status: str
+    items: tuple[OrderItem, ...]
     total: int
+    placed_at: datetime
 
 
 def place_order(
@@ -50,8 +62,52 @@ def place_order(
     return placed, decreases
 
 
+def pay_order(state: Order | None, order_id: str, actor: Actor) -> list[DomainEvent]:
+    order = owned(state, order_id, actor)
+    if order.status != "placed":
+        raise InvalidState(f"an order that is {order.status} cannot be paid")
+    return [OrderPaid(by=actor.user_id)]
+
+
+def ship_order(state: Order | None, order_id: str, actor: Actor) -> list[DomainEvent]:
+    if not actor.is_admin:
+        raise Forbidden("shipping needs the admin role")
+    order = owned(state, order_id, actor)
+    if order.status != "paid":
+        raise InvalidState(f"an order that is {order.status} cannot be shipped; it must be paid")
+    return [OrderShipped(by=actor.user_id)]
+
+
+def cancel_order(
+    state: Order | None, command: CancelOrder, actor: Actor
+) -> tuple[OrderCancelled, dict[str, ProductStockReleased]]:
+    """Cancelling returns every item's stock to its product."""
+    order = owned(state, command.order_id, actor)
+    if order.status not in ("placed", "paid"):
+        raise InvalidState(f"an order that is {order.status} cannot be cancelled")
+    cancelled = OrderCancelled(
+        by=actor.user_id, reason=command.reason, items=order.items, total=order.total, placed_at=order.placed_at
+    )
+    releases = {i.product_id: ProductStockReleased(quantity=i.quantity, order_id=command.order_id) for i in order.items}
+    return cancelled, releases
+
+
+def owned(state: Order | None, order_id: str, actor: Actor) -> Order:
+    if state is None:
+        raise NotFound(f"order {order_id} does not exist")
+    if state.user_id != actor.user_id and not actor.is_admin:
+        raise Forbidden("only the owner or an admin may change this order")
+    return state
+
+
 def evolve(state: Order | None, event: DomainEvent) -> Order:
-    match event:
-        case OrderPlaced(user_id=user_id, total=total) if state is None:
-            return Order(user_id=user_id, status="placed", total=total)
+    match state, event:
+        case None, OrderPlaced(user_id=user_id, items=items, total=total, placed_at=placed_at):
+            return Order(user_id=user_id, status="placed", items=items, total=total, placed_at=placed_at)
+        case Order(), OrderPaid():
+            return replace(state, status="paid")
+        case Order(), OrderShipped():
+            return replace(state, status="shipped")
+        case Order(), OrderCancelled():
+            return replace(state, status="cancelled")
     raise ValueError(f"{type(event).__name__} cannot apply to order state {state!r}")
