@@ -35,6 +35,10 @@ class AnalyticsKeys:
         return f"{self.prefix}product_names"
 
     @property
+    def ratings(self) -> str:  # hash: rating (1..5) -> number of reviews
+        return f"{self.prefix}ratings"
+
+    @property
     def applied(self) -> str:  # hash: stream id -> last applied version
         return f"{self.prefix}applied"
 

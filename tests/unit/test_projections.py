@@ -7,7 +7,17 @@ import msgspec
 from projector_analytics.changes import analytics_changes
 from projector_catalog.documents import product_document
 from projector_order_list.documents import order_document
-from shop.contracts.events import Envelope, OrderItem, OrderPlaced, ProductCreated, ProductStockDecreased
+from shop.contracts.events import (
+    Envelope,
+    OrderCancelled,
+    OrderItem,
+    OrderPaid,
+    OrderPlaced,
+    OrderShipped,
+    ProductCreated,
+    ProductStockDecreased,
+    ReviewAdded,
+)
 from shop.read_models import AnalyticsKeys
 
 AT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
@@ -63,3 +73,28 @@ def test_analytics_counts_revenue_orders_and_units_per_day():
 def test_analytics_ignores_stock_events():
     decreased = ProductStockDecreased(quantity=1, order_id="o1")
     assert analytics_changes(AnalyticsKeys(), envelope("product", "p1", 2, decreased), decreased) == []
+
+
+def test_catalog_keeps_review_statistics_and_the_newest_reviews_first():
+    doc = product_document(None, envelope("product", "p1", 1, CREATED), CREATED)
+    for version, (user, rating) in enumerate([("u1", 5), ("u2", 4), ("u3", 1)], start=2):
+        review = ReviewAdded(user_id=user, rating=rating, text="t")
+        doc = product_document(doc, envelope("product", "p1", version, review), review)
+    assert (doc["review_count"], doc["average_rating"], doc["version"]) == (3, 3.33, 4)
+    assert [r["user_id"] for r in doc["reviews"]] == ["u3", "u2", "u1"]
+
+
+def test_order_document_appends_each_status_to_its_history():
+    doc = order_document(None, envelope("order", "o1", 1, PLACED), PLACED)
+    for version, event in enumerate([OrderPaid(by="u1"), OrderShipped(by="a1")], start=2):
+        doc = order_document(doc, envelope("order", "o1", version, event), event)
+    assert doc["status"] == "shipped" and [h["status"] for h in doc["history"]] == ["placed", "paid", "shipped"]
+
+
+def test_analytics_subtracts_a_cancelled_order_on_the_day_it_was_placed():
+    keys = AnalyticsKeys("a:")
+    cancelled = OrderCancelled(by="u1", items=PLACED.items, total=PLACED.total, placed_at=AT)
+    changes = analytics_changes(keys, envelope("order", "o1", 2, cancelled), cancelled)
+    assert ["HINCRBY", "a:day:2026-11-24", "revenue", -1100] in changes
+    assert ["HINCRBY", "a:day:2026-11-24", "orders", -1] in changes
+    assert ["ZINCRBY", "a:units", -2, "p1"] in changes

@@ -17,7 +17,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.analytics import AnalyticsController
 from gateway.bus import Bus
 from gateway.dependencies import provide_actor, provide_bus, provide_min_position, provide_request_id
-from gateway.orders import OrderController
+from gateway.orders import AdminOrderController, OrderController
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.products import ProductController
 from gateway.settings import DEV_JWT_SECRET, Settings
@@ -88,7 +88,13 @@ def create_app(settings: Settings) -> Litestar:
             log.info("stopped")
 
     return Litestar(
-        route_handlers=[ProductController, OrderController, AnalyticsController, *ops_handlers(readiness)],
+        route_handlers=[
+            ProductController,
+            OrderController,
+            AdminOrderController,
+            AnalyticsController,
+            *ops_handlers(readiness),
+        ],
         dependencies={
             "bus": Provide(provide_bus, sync_to_thread=False),
             "actor": Provide(provide_actor, sync_to_thread=False),

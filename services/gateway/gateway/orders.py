@@ -1,16 +1,23 @@
 """Order routes: a user's own orders."""
 
+from typing import Annotated
+
 import msgspec
 from litestar import Controller, Response, get, post
-from litestar.params import Parameter
+from msgspec import Meta, Struct
 
-from gateway.auth import require_user
+from gateway.auth import require_admin, require_user
 from gateway.bus import Bus
 from gateway.dependencies import query_response
-from shop.contracts.commands import Actor, PlaceOrder
+from gateway.products import IdempotencyKey
+from shop.contracts.commands import Actor, CancelOrder, PayOrder, PlaceOrder, ShipOrder
 from shop.contracts.queries import GetOrder
 from shop.contracts.replies import CommandResult
 from shop.contracts.views import OrderView
+
+
+class Cancellation(Struct, frozen=True, kw_only=True):
+    reason: Annotated[str, Meta(max_length=500)] = ""
 
 
 class OrderController(Controller):
@@ -24,9 +31,35 @@ class OrderController(Controller):
         bus: Bus,
         actor: Actor | None,
         request_id: str,
-        idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None, max_length=200),
+        idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         reply = await bus.command(data, require_user(actor), request_id, idempotency_key)
+        return msgspec.json.decode(reply.result, type=CommandResult)
+
+    @post("/{order_id:str}/pay", status_code=200, summary="Pay an order (owner or admin)")
+    async def pay_order(
+        self,
+        order_id: str,
+        bus: Bus,
+        actor: Actor | None,
+        request_id: str,
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> CommandResult:
+        reply = await bus.command(PayOrder(order_id=order_id), require_user(actor), request_id, idempotency_key)
+        return msgspec.json.decode(reply.result, type=CommandResult)
+
+    @post("/{order_id:str}/cancel", status_code=200, summary="Cancel an order before shipping (owner or admin)")
+    async def cancel_order(
+        self,
+        order_id: str,
+        bus: Bus,
+        actor: Actor | None,
+        request_id: str,
+        data: Cancellation | None = None,
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> CommandResult:
+        command = CancelOrder(order_id=order_id, reason=data.reason if data else "")
+        reply = await bus.command(command, require_user(actor), request_id, idempotency_key)
         return msgspec.json.decode(reply.result, type=CommandResult)
 
     @get("/{order_id:str}", summary="Order detail with status history (owner or admin)")
@@ -35,3 +68,20 @@ class OrderController(Controller):
     ) -> Response[OrderView]:
         reply = await bus.query(GetOrder(id=order_id), require_user(actor), request_id, min_position)
         return query_response(reply, OrderView)
+
+
+class AdminOrderController(Controller):
+    path = "/v1/admin/orders"
+    tags = ["orders"]
+
+    @post("/{order_id:str}/ship", status_code=200, summary="Ship a paid order (admin)")
+    async def ship_order(
+        self,
+        order_id: str,
+        bus: Bus,
+        actor: Actor | None,
+        request_id: str,
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> CommandResult:
+        reply = await bus.command(ShipOrder(order_id=order_id), require_admin(actor), request_id, idempotency_key)
+        return msgspec.json.decode(reply.result, type=CommandResult)

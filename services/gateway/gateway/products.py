@@ -1,16 +1,35 @@
 """Product routes: admin writes, public reads."""
 
-import msgspec
-from litestar import Controller, Response, get, post
-from litestar.params import Parameter
+from typing import Annotated
 
-from gateway.auth import require_admin
+import msgspec
+from litestar import Controller, Response, get, post, put
+from litestar.params import Parameter
+from msgspec import Meta, Struct
+
+from gateway.auth import require_admin, require_user
 from gateway.bus import Bus
 from gateway.dependencies import query_response
-from shop.contracts.commands import Actor, CreateProduct
+from shop.contracts.commands import Actor, AddReview, ChangePrice, CreateProduct, Money, Quantity, Restock
 from shop.contracts.queries import GetProduct
 from shop.contracts.replies import CommandResult
 from shop.contracts.views import ProductDetail
+
+IdempotencyKey = Parameter(header="Idempotency-Key", default=None, max_length=200)
+
+
+class NewPrice(Struct, frozen=True, kw_only=True):
+    new_price: Money
+    reason: Annotated[str, Meta(max_length=500)] = ""
+
+
+class NewStock(Struct, frozen=True, kw_only=True):
+    quantity: Quantity
+
+
+class NewReview(Struct, frozen=True, kw_only=True):
+    rating: Annotated[int, Meta(ge=1, le=5)]
+    text: Annotated[str, Meta(max_length=5000)] = ""
 
 
 class ProductController(Controller):
@@ -24,9 +43,51 @@ class ProductController(Controller):
         bus: Bus,
         actor: Actor | None,
         request_id: str,
-        idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None, max_length=200),
+        idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         reply = await bus.command(data, require_admin(actor), request_id, idempotency_key)
+        return msgspec.json.decode(reply.result, type=CommandResult)
+
+    @put("/admin/products/{product_id:str}/price", summary="Change a price (admin; at most doubles at once)")
+    async def change_price(
+        self,
+        product_id: str,
+        data: NewPrice,
+        bus: Bus,
+        actor: Actor | None,
+        request_id: str,
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> CommandResult:
+        command = ChangePrice(product_id=product_id, new_price=data.new_price, reason=data.reason)
+        reply = await bus.command(command, require_admin(actor), request_id, idempotency_key)
+        return msgspec.json.decode(reply.result, type=CommandResult)
+
+    @post("/admin/products/{product_id:str}/restock", status_code=200, summary="Add stock (admin)")
+    async def restock(
+        self,
+        product_id: str,
+        data: NewStock,
+        bus: Bus,
+        actor: Actor | None,
+        request_id: str,
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> CommandResult:
+        command = Restock(product_id=product_id, quantity=data.quantity)
+        reply = await bus.command(command, require_admin(actor), request_id, idempotency_key)
+        return msgspec.json.decode(reply.result, type=CommandResult)
+
+    @post("/products/{product_id:str}/reviews", status_code=201, summary="Review a product (one per user)")
+    async def add_review(
+        self,
+        product_id: str,
+        data: NewReview,
+        bus: Bus,
+        actor: Actor | None,
+        request_id: str,
+        idempotency_key: str | None = IdempotencyKey,
+    ) -> CommandResult:
+        command = AddReview(product_id=product_id, rating=data.rating, text=data.text)
+        reply = await bus.command(command, require_user(actor), request_id, idempotency_key)
         return msgspec.json.decode(reply.result, type=CommandResult)
 
     @get("/products/{product_id:str}", summary="Product detail")

@@ -1,6 +1,16 @@
 """How events change the analytics counters (pure): a list of Redis commands to run atomically."""
 
-from shop.contracts.events import DomainEvent, Envelope, OrderPlaced, ProductCreated
+from datetime import datetime
+
+from shop.contracts.events import (
+    DomainEvent,
+    Envelope,
+    OrderCancelled,
+    OrderItem,
+    OrderPlaced,
+    ProductCreated,
+    ReviewAdded,
+)
 from shop.read_models import AnalyticsKeys
 
 RedisCommand = list[str | int]
@@ -11,17 +21,28 @@ def analytics_changes(keys: AnalyticsKeys, envelope: Envelope, event: DomainEven
         case ProductCreated(name=name):
             return [["HSET", keys.product_names, envelope.stream_id, name]]
         case OrderPlaced(placed_at=placed_at, total=total, items=items):
-            day = placed_at.date()
-            changes: list[RedisCommand] = [
-                ["HINCRBY", keys.day(day.isoformat()), "revenue", total],
-                ["HINCRBY", keys.day(day.isoformat()), "orders", 1],
-                ["ZADD", keys.days, day.toordinal(), day.isoformat()],
-            ]
-            for item in items:
-                changes += [
-                    ["ZINCRBY", keys.units, item.quantity, item.product_id],
-                    ["ZINCRBY", keys.day_units(day.isoformat()), item.quantity, item.product_id],
-                    ["HSET", keys.product_names, item.product_id, item.name],
-                ]
-            return changes
+            return order_totals(keys, placed_at, total, items, sign=1)
+        case OrderCancelled(placed_at=placed_at, total=total, items=items):
+            return order_totals(keys, placed_at, total, items, sign=-1)  # subtract what placing added
+        case ReviewAdded(rating=rating):
+            return [["HINCRBY", keys.ratings, str(rating), 1]]
     return []
+
+
+def order_totals(
+    keys: AnalyticsKeys, placed_at: datetime, total: int, items: tuple[OrderItem, ...], sign: int
+) -> list[RedisCommand]:
+    """Counted on the day the order was placed, also when it is cancelled later."""
+    day = placed_at.date()
+    changes: list[RedisCommand] = [
+        ["HINCRBY", keys.day(day.isoformat()), "revenue", sign * total],
+        ["HINCRBY", keys.day(day.isoformat()), "orders", sign],
+        ["ZADD", keys.days, day.toordinal(), day.isoformat()],
+    ]
+    for item in items:
+        changes += [
+            ["ZINCRBY", keys.units, sign * item.quantity, item.product_id],
+            ["ZINCRBY", keys.day_units(day.isoformat()), sign * item.quantity, item.product_id],
+            ["HSET", keys.product_names, item.product_id, item.name],
+        ]
+    return changes

@@ -2,7 +2,18 @@
 
 from typing import Any
 
-from shop.contracts.events import DomainEvent, Envelope, ProductCreated, ProductStockDecreased
+from shop.contracts.events import (
+    DomainEvent,
+    Envelope,
+    ProductCreated,
+    ProductPriceChanged,
+    ProductRestocked,
+    ProductStockDecreased,
+    ProductStockReleased,
+    ReviewAdded,
+)
+
+RECENT_REVIEWS = 10
 
 MAPPING = {
     "settings": {"number_of_shards": 1, "number_of_replicas": 0},
@@ -49,7 +60,25 @@ def product_document(doc: dict[str, Any] | None, envelope: Envelope, event: Doma
                 "version": envelope.version,
             }
         case ProductStockDecreased(quantity=quantity):
-            return {**_existing(doc, envelope), "stock": doc["stock"] - quantity, "version": envelope.version}
+            doc = _existing(doc, envelope)
+            return {**doc, "stock": doc["stock"] - quantity, "version": envelope.version}
+        case ProductRestocked(quantity=quantity) | ProductStockReleased(quantity=quantity):
+            doc = _existing(doc, envelope)
+            return {**doc, "stock": doc["stock"] + quantity, "version": envelope.version}
+        case ProductPriceChanged(new_price=price):
+            return {**_existing(doc, envelope), "price": price, "version": envelope.version}
+        case ReviewAdded(user_id=user_id, rating=rating, text=text):
+            doc = _existing(doc, envelope)
+            count, rating_sum = doc["review_count"] + 1, doc["rating_sum"] + rating
+            review = {"user_id": user_id, "rating": rating, "text": text, "at": envelope.occurred_at.isoformat()}
+            return {
+                **doc,
+                "review_count": count,
+                "rating_sum": rating_sum,
+                "average_rating": round(rating_sum / count, 2),
+                "reviews": [review, *doc["reviews"]][:RECENT_REVIEWS],
+                "version": envelope.version,
+            }
     return None
 
 

@@ -2,7 +2,9 @@
 
 from typing import Any
 
-from shop.contracts.events import DomainEvent, Envelope, OrderPlaced
+from shop.contracts.events import DomainEvent, Envelope, OrderCancelled, OrderPaid, OrderPlaced, OrderShipped
+
+STATUS_AFTER = {OrderPaid: "paid", OrderShipped: "shipped", OrderCancelled: "cancelled"}
 
 MAPPING = {
     "settings": {"number_of_shards": 1, "number_of_replicas": 0},
@@ -54,4 +56,10 @@ def order_document(doc: dict[str, Any] | None, envelope: Envelope, event: Domain
                 "history": [{"status": "placed", "at": at}],
                 "version": envelope.version,
             }
+        case OrderPaid() | OrderShipped() | OrderCancelled():
+            if doc is None:
+                raise LookupError(f"{envelope.type} v{envelope.version} for order {envelope.stream_id} not projected")
+            status = STATUS_AFTER[type(event)]
+            history = [*doc["history"], {"status": status, "at": envelope.occurred_at.isoformat()}]
+            return {**doc, "status": status, "history": history, "version": envelope.version}
     return None
