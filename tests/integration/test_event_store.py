@@ -72,3 +72,14 @@ async def test_sessions_on_the_same_stream_queue_instead_of_conflicting(pool):
     await asyncio.gather(*(append_next() for _ in range(10)))
     versions = await pool.fetch("select version from events where stream_id = 'p1' order by version")
     assert [r["version"] for r in versions] == list(range(1, 11))
+
+
+async def test_a_remembered_reply_expires_after_its_time_to_live(pool):
+    store = EventStore(pool)
+    async with store.session(["idempotency:u1:k1"]) as session:
+        await session.remember_reply("u1", "k1", b"hash", b'{"id":"x"}')
+    async with store.session(["idempotency:u1:k1"]) as session:
+        assert await session.remembered_reply("u1", "k1", b"hash", ttl=3600) == b'{"id":"x"}'
+        assert await session.remembered_reply("u1", "k1", b"hash", ttl=0) is None
+        assert await session.remembered_reply("u2", "k1", b"hash", ttl=3600) is None
+    assert await store.forget_expired_replies(ttl=0) == 1

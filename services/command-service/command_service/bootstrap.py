@@ -1,5 +1,6 @@
 """Composition root of the command-service."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,17 @@ from shop.ops import Readiness, ops_app
 log = structlog.get_logger()
 
 
+async def forget_expired_replies(store: EventStore, ttl: float) -> None:
+    """Expired keys are already ignored on lookup; this keeps the table small."""
+    while True:
+        try:
+            if forgotten := await store.forget_expired_replies(ttl):
+                log.info("idempotency_keys_expired", count=forgotten)
+        except Exception as exc:
+            log.warning("idempotency_cleanup_failed", error=str(exc))
+        await asyncio.sleep(min(ttl, 3600.0))
+
+
 def create_app(settings: Settings) -> Litestar:
     readiness = Readiness()
 
@@ -31,14 +43,18 @@ def create_app(settings: Settings) -> Litestar:
         relay.start()
         responder = messaging.Responder(nc)
         await responder.serve(
-            "cmd.>", "command-service", command_responder(CommandHandlers(store, relay, settings.publish_wait))
+            "cmd.>",
+            "command-service",
+            command_responder(CommandHandlers(store, relay, settings.publish_wait, settings.idempotency_ttl)),
         )
         readiness.checks.update(postgres=store.ping, nats=lambda: nc.flush(timeout=1))
+        forgetting = asyncio.create_task(forget_expired_replies(store, settings.idempotency_ttl))
         log.info("started", port=settings.http_port)
         try:
             yield
         finally:
             readiness.checks.clear()
+            forgetting.cancel()
             await responder.drain(settings.shutdown_timeout)  # stop taking commands, finish in-flight ones
             await relay.stop()  # publishes what is left in the outbox
             await nc.drain()

@@ -1,7 +1,8 @@
 """Command handlers: load the aggregates, decide, append the events, wait for them to be published."""
 
+import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -42,59 +43,98 @@ def require_admin(meta: CommandMeta, what: str) -> None:
         raise Forbidden(f"{what} needs the admin role")
 
 
+Decide = Callable[[Session], Awaitable[tuple[list[Envelope], CommandResult]]]
+result_decoder = msgspec.json.Decoder(CommandResult)
+
+
 class CommandHandlers:
     def __init__(
         self,
         store: EventStore,
         relay: OutboxRelay,
         publish_wait: float,
+        idempotency_ttl: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._store, self._relay, self._publish_wait, self._clock = store, relay, publish_wait, clock
+        self._store, self._relay, self._clock = store, relay, clock
+        self._publish_wait, self._idempotency_ttl = publish_wait, idempotency_ttl
 
     async def handle(self, request: CommandRequest) -> CommandResult:
         meta = request.meta
         match request.command:
             case CreateProduct() as command:
                 require_admin(meta, "creating a product")
-                return await self._decide(
-                    meta, "product", str(uuid.uuid4()), lambda s: product.create_product(s, command)
+                return await self._on_one(
+                    request, "product", str(uuid.uuid4()), lambda s: product.create_product(s, command)
                 )
             case ChangePrice() as command:
                 require_admin(meta, "changing a price")
-                return await self._decide(
-                    meta, "product", command.product_id, lambda s: product.change_price(s, command)
+                return await self._on_one(
+                    request, "product", command.product_id, lambda s: product.change_price(s, command)
                 )
             case Restock() as command:
                 require_admin(meta, "restocking")
-                return await self._decide(meta, "product", command.product_id, lambda s: product.restock(s, command))
+                return await self._on_one(request, "product", command.product_id, lambda s: product.restock(s, command))
             case AddReview() as command:
-                return await self._decide(
-                    meta, "product", command.product_id, lambda s: product.add_review(s, command, meta.actor.user_id)
+                user_id = meta.actor.user_id
+                return await self._on_one(
+                    request, "product", command.product_id, lambda s: product.add_review(s, command, user_id)
                 )
             case PlaceOrder() as command:
-                return await self.place_order(meta, command)
+                return await self.place_order(request, command)
             case PayOrder(order_id=order_id):
-                return await self._decide(meta, "order", order_id, lambda s: order.pay_order(s, order_id, meta.actor))
+                return await self._on_one(
+                    request, "order", order_id, lambda s: order.pay_order(s, order_id, meta.actor)
+                )
             case ShipOrder(order_id=order_id):
-                return await self._decide(meta, "order", order_id, lambda s: order.ship_order(s, order_id, meta.actor))
+                return await self._on_one(
+                    request, "order", order_id, lambda s: order.ship_order(s, order_id, meta.actor)
+                )
             case CancelOrder() as command:
-                return await self.cancel_order(meta, command)
+                return await self.cancel_order(request, command)
 
-    async def _decide(
-        self, meta: CommandMeta, stream_type: str, stream_id: str, decide: Callable[[object | None], list[DomainEvent]]
+    async def _write(self, request: CommandRequest, stream_ids: list[str], decide: Decide) -> CommandResult:
+        """Decide and append in one transaction holding the streams' locks. With an Idempotency-Key
+        the reply is stored in that same transaction, and a repeat (even a racing one, which waits
+        for the key's lock) gets the stored reply and changes nothing."""
+        user_id, key = request.meta.actor.user_id, request.meta.idempotency_key
+        request_hash = hashlib.sha256(msgspec.json.encode(request.command)).digest()
+        locks = [*stream_ids, f"idempotency:{user_id}:{key}"] if key else stream_ids
+        async with self._store.session(locks) as session:
+            if key:
+                stored = await session.remembered_reply(user_id, key, request_hash, self._idempotency_ttl)
+                if stored is not None:
+                    return result_decoder.decode(stored)
+            envelopes, result = await decide(session)
+            await session.append(envelopes)
+            if key:
+                await session.remember_reply(user_id, key, request_hash, msgspec.json.encode(result))
+        result = msgspec.structs.replace(result, position=await self._published(envelopes))
+        if key and result.position is not None:
+            await self._store.update_reply(user_id, key, msgspec.json.encode(result))
+        return result
+
+    async def _on_one(
+        self,
+        request: CommandRequest,
+        stream_type: str,
+        stream_id: str,
+        decide: Callable[[object | None], list[DomainEvent]],
     ) -> CommandResult:
         """A command on one aggregate: its events are appended after the version it was decided on."""
-        async with self._store.session([stream_id]) as session:
-            state, version = await load(session, stream_type, stream_id)
-            envelopes = self._envelopes(meta, stream_type, stream_id, version, decide(state))
-            await session.append(envelopes)
-        return CommandResult(id=stream_id, version=version + len(envelopes), position=await self._published(envelopes))
 
-    async def place_order(self, meta: CommandMeta, command: PlaceOrder) -> CommandResult:
-        order_id, now = str(uuid.uuid4()), self._clock()
+        async def on_stream(session: Session) -> tuple[list[Envelope], CommandResult]:
+            state, version = await load(session, stream_type, stream_id)
+            envelopes = self._envelopes(request.meta, stream_type, stream_id, version, decide(state))
+            return envelopes, CommandResult(id=stream_id, version=version + len(envelopes), position=None)
+
+        return await self._write(request, [stream_id], on_stream)
+
+    async def place_order(self, request: CommandRequest, command: PlaceOrder) -> CommandResult:
+        order_id, now, meta = str(uuid.uuid4()), self._clock(), request.meta
         product_ids = sorted({line.product_id for line in command.items})
-        async with self._store.session([order_id, *product_ids]) as session:
+
+        async def on_streams(session: Session) -> tuple[list[Envelope], CommandResult]:
             loaded = {pid: await load(session, "product", pid) for pid in product_ids}
             placed, decreases = order.place_order(
                 order_id, meta.actor.user_id, command, {pid: state for pid, (state, _) in loaded.items()}, now
@@ -102,33 +142,36 @@ class CommandHandlers:
             envelopes = self._envelopes(meta, "order", order_id, 0, [placed])
             for pid, decrease in decreases.items():
                 envelopes += self._envelopes(meta, "product", pid, loaded[pid][1], [decrease])
-            await session.append(envelopes)
-        view = OrderView(
-            id=order_id,
-            user_id=placed.user_id,
-            status="placed",
-            items=tuple(OrderItemView(**msgspec.structs.asdict(i)) for i in placed.items),
-            total=placed.total,
-            placed_at=placed.placed_at,
-            history=(StatusChange(status="placed", at=now),),
-            version=1,
-        )
-        return CommandResult(id=order_id, version=1, position=await self._published(envelopes), order=view)
+            view = OrderView(
+                id=order_id,
+                user_id=placed.user_id,
+                status="placed",
+                items=tuple(OrderItemView(**msgspec.structs.asdict(i)) for i in placed.items),
+                total=placed.total,
+                placed_at=placed.placed_at,
+                history=(StatusChange(status="placed", at=now),),
+                version=1,
+            )
+            return envelopes, CommandResult(id=order_id, version=1, position=None, order=view)
 
-    async def cancel_order(self, meta: CommandMeta, command: CancelOrder) -> CommandResult:
+        return await self._write(request, [order_id, *product_ids], on_streams)
+
+    async def cancel_order(self, request: CommandRequest, command: CancelOrder) -> CommandResult:
         # an order's items never change, so they tell which products to lock before deciding
         async with self._store.session([command.order_id]) as session:
             state, _ = await load(session, "order", command.order_id)
         product_ids = sorted({i.product_id for i in state.items}) if state else []
-        async with self._store.session([command.order_id, *product_ids]) as session:
+
+        async def on_streams(session: Session) -> tuple[list[Envelope], CommandResult]:
             state, version = await load(session, "order", command.order_id)
-            cancelled, releases = order.cancel_order(state, command, meta.actor)
-            envelopes = self._envelopes(meta, "order", command.order_id, version, [cancelled])
+            cancelled, releases = order.cancel_order(state, command, request.meta.actor)
+            envelopes = self._envelopes(request.meta, "order", command.order_id, version, [cancelled])
             for pid, release in releases.items():
                 _, product_version = await load(session, "product", pid)
-                envelopes += self._envelopes(meta, "product", pid, product_version, [release])
-            await session.append(envelopes)
-        return CommandResult(id=command.order_id, version=version + 1, position=await self._published(envelopes))
+                envelopes += self._envelopes(request.meta, "product", pid, product_version, [release])
+            return envelopes, CommandResult(id=command.order_id, version=version + 1, position=None)
+
+        return await self._write(request, [command.order_id, *product_ids], on_streams)
 
     def _envelopes(
         self, meta: CommandMeta, stream_type: str, stream_id: str, version: int, events: list[DomainEvent]

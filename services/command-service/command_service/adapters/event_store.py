@@ -8,7 +8,7 @@ import asyncpg
 import msgspec
 
 from shop.contracts.events import Envelope
-from shop.errors import ConcurrencyError, Unavailable
+from shop.errors import ConcurrencyError, Unavailable, ValidationFailed
 
 SCHEMA = """
 create table if not exists events (
@@ -28,6 +28,15 @@ create table if not exists events (
 create table if not exists outbox (
     global_position bigint primary key references events (global_position)
 );
+create table if not exists idempotency_keys (
+    user_id text not null,
+    key text not null,
+    request_hash bytea not null,
+    reply bytea not null,
+    created_at timestamptz not null default now(),
+    primary key (user_id, key)
+);
+create index if not exists idempotency_keys_created_at on idempotency_keys (created_at);
 """
 MIGRATION_LOCK = 7_100_001
 
@@ -108,6 +117,33 @@ class Session:
             "insert into outbox (global_position) values ($1)", [(p["global_position"],) for p in positions]
         )
 
+    async def remembered_reply(self, user_id: str, key: str, request_hash: bytes, ttl: float) -> bytes | None:
+        """The reply stored for this key (unexpired), None if the key is new.
+        The same key with another request is a ValidationFailed."""
+        row = await self._conn.fetchrow(
+            """select request_hash, reply from idempotency_keys
+               where user_id = $1 and key = $2 and created_at > now() - make_interval(secs => $3)""",
+            user_id,
+            key,
+            ttl,
+        )
+        if row is None:
+            return None
+        if row["request_hash"] != request_hash:
+            raise ValidationFailed(f"Idempotency-Key {key!r} was already used for a different request")
+        return row["reply"]
+
+    async def remember_reply(self, user_id: str, key: str, request_hash: bytes, reply: bytes) -> None:
+        await self._conn.execute(
+            """insert into idempotency_keys (user_id, key, request_hash, reply) values ($1, $2, $3, $4)
+               on conflict (user_id, key) do update
+               set request_hash = excluded.request_hash, reply = excluded.reply, created_at = now()""",
+            user_id,
+            key,
+            request_hash,
+            reply,
+        )
+
 
 class EventStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
@@ -128,6 +164,18 @@ class EventStore:
             asyncpg.exceptions.CannotConnectNowError,
         ) as exc:
             raise Unavailable(f"PostgreSQL unavailable: {exc}") from exc
+
+    async def update_reply(self, user_id: str, key: str, reply: bytes) -> None:
+        """Store the final reply (with its position) once the events are published."""
+        await self._pool.execute(
+            "update idempotency_keys set reply = $3 where user_id = $1 and key = $2", user_id, key, reply
+        )
+
+    async def forget_expired_replies(self, ttl: float) -> int:
+        result = await self._pool.execute(
+            "delete from idempotency_keys where created_at < now() - make_interval(secs => $1)", ttl
+        )
+        return int(result.split()[-1])
 
     async def ping(self) -> None:
         await self._pool.fetchval("select 1")
