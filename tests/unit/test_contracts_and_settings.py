@@ -1,10 +1,13 @@
 """Wire codecs and settings loading."""
 
+from datetime import UTC, datetime
+
 import msgspec
 import pytest
 
 from command_service.settings import Settings as CommandSettings
 from shop.contracts.commands import command_request_decoder
+from shop.contracts.events import Envelope, ProductCreated, decode_data
 from shop.contracts.replies import error_reply, reply_decoder
 from shop.errors import InsufficientStock
 from shop.settings import load_settings
@@ -51,3 +54,36 @@ def test_a_malformed_setting_stops_the_process_with_its_name(monkeypatch):
     monkeypatch.setenv("DATABASE_POOL_SIZE", "many")
     with pytest.raises(SystemExit, match="database_pool_size"):
         load_settings(CommandSettings, "command-service")
+
+
+def test_an_old_schema_version_is_upcast_when_read():
+    v1 = Envelope(
+        event_id="e1",
+        type="ProductCreated",
+        schema_version=1,
+        stream_id="p1",
+        stream_type="product",
+        version=1,
+        occurred_at=datetime(2025, 1, 1, tzinfo=UTC),
+        data=msgspec.Raw(
+            b'{"name":"Phone","description":"d","price":100,"stock":3,"categoryId":"phones","sellerId":"s1"}'
+        ),
+    )
+    assert decode_data(v1) == ProductCreated(
+        name="Phone", description="d", price=100, stock=3, category="phones", seller_id="s1", image_urls=()
+    )
+
+
+def test_an_unknown_schema_version_is_refused():
+    future = Envelope(
+        event_id="e1",
+        type="ProductCreated",
+        schema_version=99,
+        stream_id="p1",
+        stream_type="product",
+        version=1,
+        occurred_at=datetime(2025, 1, 1, tzinfo=UTC),
+        data=msgspec.Raw(b"{}"),
+    )
+    with pytest.raises(msgspec.ValidationError):
+        decode_data(future)

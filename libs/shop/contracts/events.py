@@ -1,5 +1,6 @@
 """Domain events (past tense) and the envelope they travel in (DESIGN §4)."""
 
+from collections.abc import Callable
 from datetime import datetime
 
 import msgspec
@@ -112,9 +113,32 @@ class Envelope(Struct, frozen=True, kw_only=True):
 envelope_decoder = msgspec.json.Decoder(Envelope)
 
 
+def _product_created_v1(data: dict) -> dict:
+    """Schema 1 is the shape of the original design note (Kotlin: camelCase `categoryId`, `sellerId`,
+    no images); schema 2 is snake_case with `image_urls`."""
+    lifted = {k: v for k, v in data.items() if k not in ("categoryId", "sellerId")}
+    return {**lifted, "category": data["categoryId"], "seller_id": data["sellerId"], "image_urls": []}
+
+
+# Stored events are never rewritten: an older schema_version is lifted step by step when read.
+SCHEMA_VERSIONS: dict[str, int] = {"ProductCreated": 2}
+UPCASTERS: dict[tuple[str, int], Callable[[dict], dict]] = {("ProductCreated", 1): _product_created_v1}
+
+
+def schema_version(event_type: str) -> int:
+    return SCHEMA_VERSIONS.get(event_type, 1)
+
+
 def decode_data(envelope: Envelope) -> DomainEvent:
-    """The typed event inside an envelope; unknown types raise msgspec.ValidationError."""
-    decoder = _data_decoders.get(envelope.type)
-    if decoder is None:
-        raise msgspec.ValidationError(f"unknown event type {envelope.type!r}")
-    return decoder.decode(envelope.data)
+    """The typed event inside an envelope, upcast to the current schema; unknown types and schema
+    versions raise msgspec.ValidationError."""
+    cls = EVENT_TYPES.get(envelope.type)
+    current = schema_version(envelope.type)
+    if cls is None or not 1 <= envelope.schema_version <= current:
+        raise msgspec.ValidationError(f"unknown event {envelope.type!r} schema {envelope.schema_version}")
+    if envelope.schema_version == current:
+        return _data_decoders[envelope.type].decode(envelope.data)
+    data = msgspec.json.decode(envelope.data)
+    for version in range(envelope.schema_version, current):
+        data = UPCASTERS[envelope.type, version](data)
+    return msgspec.convert(data, cls)

@@ -45,7 +45,9 @@ def create_app(settings: Settings) -> Litestar:
         await responder.serve(
             "cmd.>",
             "command-service",
-            command_responder(CommandHandlers(store, relay, settings.publish_wait, settings.idempotency_ttl)),
+            command_responder(
+                CommandHandlers(store, relay, settings.publish_wait, settings.idempotency_ttl, settings.snapshot_every)
+            ),
         )
         readiness.checks.update(postgres=store.ping, nats=lambda: nc.flush(timeout=1))
         forgetting = asyncio.create_task(forget_expired_replies(store, settings.idempotency_ttl))

@@ -22,19 +22,34 @@ from shop.contracts.commands import (
     Restock,
     ShipOrder,
 )
-from shop.contracts.events import DomainEvent, Envelope, decode_data
+from shop.contracts.events import DomainEvent, Envelope, decode_data, schema_version
 from shop.contracts.replies import CommandResult
 from shop.contracts.views import OrderItemView, OrderView, StatusChange
 from shop.errors import Forbidden
 
 EVOLVE = {"product": product.evolve, "order": order.evolve}
+# the state type of each aggregate and its snapshot schema: bump the number when the type changes
+SNAPSHOTS = {"product": (product.Product, 1), "order": (order.Order, 1)}
 
 
-async def load(session: Session, stream_type: str, stream_id: str) -> tuple[object | None, int]:
-    """The aggregate's state and version (0 if it has no events yet)."""
+async def load(
+    session: Session, stream_type: str, stream_id: str, snapshot_every: int = 0
+) -> tuple[object | None, int]:
+    """The aggregate's state and version (0 if it has no events yet), from its snapshot and the events
+    after it. When `snapshot_every` or more events had to be replayed, a new snapshot is saved."""
+    state_type, schema = SNAPSHOTS[stream_type]
     state, version = None, 0
-    for envelope in await session.load(stream_id):
+    snapshot = await session.load_snapshot(stream_id) if snapshot_every else None
+    if snapshot is not None and snapshot[2] == schema:
+        try:
+            state, version = msgspec.json.decode(snapshot[0], type=state_type), snapshot[1]
+        except msgspec.ValidationError:  # unreadable snapshot: replay everything instead
+            state, version = None, 0
+    replayed = await session.load(stream_id, after_version=version)
+    for envelope in replayed:
         state, version = EVOLVE[stream_type](state, decode_data(envelope)), envelope.version
+    if snapshot_every and len(replayed) >= snapshot_every:
+        await session.save_snapshot(stream_id, stream_type, version, schema, msgspec.json.encode(state))
     return state, version
 
 
@@ -54,10 +69,14 @@ class CommandHandlers:
         relay: OutboxRelay,
         publish_wait: float,
         idempotency_ttl: float,
+        snapshot_every: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store, self._relay, self._clock = store, relay, clock
-        self._publish_wait, self._idempotency_ttl = publish_wait, idempotency_ttl
+        self._publish_wait, self._idempotency_ttl, self._snapshot_every = publish_wait, idempotency_ttl, snapshot_every
+
+    async def _load(self, session: Session, stream_type: str, stream_id: str) -> tuple[object | None, int]:
+        return await load(session, stream_type, stream_id, self._snapshot_every)
 
     async def handle(self, request: CommandRequest) -> CommandResult:
         meta = request.meta
@@ -124,7 +143,7 @@ class CommandHandlers:
         """A command on one aggregate: its events are appended after the version it was decided on."""
 
         async def on_stream(session: Session) -> tuple[list[Envelope], CommandResult]:
-            state, version = await load(session, stream_type, stream_id)
+            state, version = await self._load(session, stream_type, stream_id)
             envelopes = self._envelopes(request.meta, stream_type, stream_id, version, decide(state))
             return envelopes, CommandResult(id=stream_id, version=version + len(envelopes), position=None)
 
@@ -135,7 +154,7 @@ class CommandHandlers:
         product_ids = sorted({line.product_id for line in command.items})
 
         async def on_streams(session: Session) -> tuple[list[Envelope], CommandResult]:
-            loaded = {pid: await load(session, "product", pid) for pid in product_ids}
+            loaded = {pid: await self._load(session, "product", pid) for pid in product_ids}
             placed, decreases = order.place_order(
                 order_id, meta.actor.user_id, command, {pid: state for pid, (state, _) in loaded.items()}, now
             )
@@ -159,15 +178,15 @@ class CommandHandlers:
     async def cancel_order(self, request: CommandRequest, command: CancelOrder) -> CommandResult:
         # an order's items never change, so they tell which products to lock before deciding
         async with self._store.session([command.order_id]) as session:
-            state, _ = await load(session, "order", command.order_id)
+            state, _ = await self._load(session, "order", command.order_id)
         product_ids = sorted({i.product_id for i in state.items}) if state else []
 
         async def on_streams(session: Session) -> tuple[list[Envelope], CommandResult]:
-            state, version = await load(session, "order", command.order_id)
+            state, version = await self._load(session, "order", command.order_id)
             cancelled, releases = order.cancel_order(state, command, request.meta.actor)
             envelopes = self._envelopes(request.meta, "order", command.order_id, version, [cancelled])
             for pid, release in releases.items():
-                _, product_version = await load(session, "product", pid)
+                _, product_version = await self._load(session, "product", pid)
                 envelopes += self._envelopes(request.meta, "product", pid, product_version, [release])
             return envelopes, CommandResult(id=command.order_id, version=version + 1, position=None)
 
@@ -181,6 +200,7 @@ class CommandHandlers:
             Envelope(
                 event_id=str(uuid.uuid4()),
                 type=type(event).__name__,
+                schema_version=schema_version(type(event).__name__),
                 stream_id=stream_id,
                 stream_type=stream_type,
                 version=version + i,

@@ -28,6 +28,14 @@ create table if not exists events (
 create table if not exists outbox (
     global_position bigint primary key references events (global_position)
 );
+create table if not exists snapshots (
+    stream_id text primary key,
+    stream_type text not null,
+    version integer not null,
+    schema integer not null,
+    state jsonb not null,
+    taken_at timestamptz not null default now()
+);
 create table if not exists idempotency_keys (
     user_id text not null,
     key text not null,
@@ -79,9 +87,32 @@ class Session:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def load(self, stream_id: str) -> list[Envelope]:
-        rows = await self._conn.fetch(f"select {COLUMNS} from events where stream_id = $1 order by version", stream_id)
+    async def load(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
+        rows = await self._conn.fetch(
+            f"select {COLUMNS} from events where stream_id = $1 and version > $2 order by version",
+            stream_id,
+            after_version,
+        )
         return [envelope_from_row(r) for r in rows]
+
+    async def load_snapshot(self, stream_id: str) -> tuple[bytes, int, int] | None:
+        """(state as JSON, version, schema) of the stream's latest snapshot, if any."""
+        row = await self._conn.fetchrow(
+            "select state::text, version, schema from snapshots where stream_id = $1", stream_id
+        )
+        return (row["state"].encode(), row["version"], row["schema"]) if row else None
+
+    async def save_snapshot(self, stream_id: str, stream_type: str, version: int, schema: int, state: bytes) -> None:
+        await self._conn.execute(
+            """insert into snapshots (stream_id, stream_type, version, schema, state) values ($1, $2, $3, $4, $5)
+               on conflict (stream_id) do update set version = excluded.version, schema = excluded.schema,
+               state = excluded.state, taken_at = now() where snapshots.version < excluded.version""",
+            stream_id,
+            stream_type,
+            version,
+            schema,
+            state.decode(),
+        )
 
     async def append(self, envelopes: Iterable[Envelope]) -> None:
         """Insert events and their outbox rows; a taken (stream_id, version) is a ConcurrencyError."""
