@@ -3,12 +3,9 @@ server (JetStream in a temp dir), its own PostgreSQL database, Redis db and Open
 started and stopped by the same deploy/services.sh that `just up` uses."""
 
 import os
-import shutil
-import socket
 import subprocess
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +15,7 @@ import pytest
 from opensearchpy import AsyncOpenSearch
 from redis.asyncio import Redis
 
-from tests.conftest import OPENSEARCH_URL, REDIS_URL, new_database
+from tests.conftest import OPENSEARCH_URL, REDIS_URL, free_port, new_database
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = (
@@ -32,21 +29,6 @@ SERVICES = (
 JWT_SECRET = "e2e-secret-that-is-long-enough-for-hs256"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
-
-
 @dataclass(frozen=True)
 class System:
     gateway: str
@@ -55,22 +37,6 @@ class System:
 
     def token(self, user_id: str, *roles: str) -> dict[str, str]:
         return {"Authorization": "Bearer " + jwt.encode({"sub": user_id, "roles": list(roles)}, JWT_SECRET, "HS256")}
-
-
-@pytest.fixture(scope="session")
-def nats_url(tmp_path_factory) -> Iterator[str]:
-    port, store = free_port(), tmp_path_factory.mktemp("jetstream")
-    server = subprocess.Popen(
-        [shutil.which("nats-server") or "nats-server", "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, time.monotonic() + 20)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 @pytest.fixture(scope="session")

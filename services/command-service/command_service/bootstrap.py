@@ -46,7 +46,14 @@ def create_app(settings: Settings) -> Litestar:
             "cmd.>",
             "command-service",
             command_responder(
-                CommandHandlers(store, relay, settings.publish_wait, settings.idempotency_ttl, settings.snapshot_every)
+                CommandHandlers(
+                    store,
+                    relay,
+                    settings.publish_wait,
+                    settings.idempotency_ttl,
+                    settings.snapshot_every,
+                    settings.conflict_attempts,
+                )
             ),
         )
         readiness.checks.update(postgres=store.ping, nats=lambda: nc.flush(timeout=1))

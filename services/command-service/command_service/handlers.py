@@ -1,6 +1,8 @@
 """Command handlers: load the aggregates, decide, append the events, wait for them to be published."""
 
+import asyncio
 import hashlib
+import random
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -25,7 +27,7 @@ from shop.contracts.commands import (
 from shop.contracts.events import DomainEvent, Envelope, decode_data, schema_version
 from shop.contracts.replies import CommandResult
 from shop.contracts.views import OrderItemView, OrderView, StatusChange
-from shop.errors import Forbidden
+from shop.errors import ConcurrencyError, Forbidden
 
 EVOLVE = {"product": product.evolve, "order": order.evolve}
 # the state type of each aggregate and its snapshot schema: bump the number when the type changes
@@ -70,8 +72,10 @@ class CommandHandlers:
         publish_wait: float,
         idempotency_ttl: float,
         snapshot_every: int,
+        conflict_attempts: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._conflict_attempts = conflict_attempts
         self._store, self._relay, self._clock = store, relay, clock
         self._publish_wait, self._idempotency_ttl, self._snapshot_every = publish_wait, idempotency_ttl, snapshot_every
 
@@ -113,21 +117,29 @@ class CommandHandlers:
                 return await self.cancel_order(request, command)
 
     async def _write(self, request: CommandRequest, stream_ids: list[str], decide: Decide) -> CommandResult:
-        """Decide and append in one transaction holding the streams' locks. With an Idempotency-Key
-        the reply is stored in that same transaction, and a repeat (even a racing one, which waits
-        for the key's lock) gets the stored reply and changes nothing."""
+        """Decide and append in one transaction holding the streams' locks, retried a bounded number of
+        times if a stream was appended to concurrently anyway (ConcurrencyError). With an
+        Idempotency-Key the reply is stored in that same transaction, and a repeat (even a racing
+        one, which waits for the key's lock) gets the stored reply and changes nothing."""
         user_id, key = request.meta.actor.user_id, request.meta.idempotency_key
         request_hash = hashlib.sha256(msgspec.json.encode(request.command)).digest()
         locks = [*stream_ids, f"idempotency:{user_id}:{key}"] if key else stream_ids
-        async with self._store.session(locks) as session:
-            if key:
-                stored = await session.remembered_reply(user_id, key, request_hash, self._idempotency_ttl)
-                if stored is not None:
-                    return result_decoder.decode(stored)
-            envelopes, result = await decide(session)
-            await session.append(envelopes)
-            if key:
-                await session.remember_reply(user_id, key, request_hash, msgspec.json.encode(result))
+        for attempt in range(1, self._conflict_attempts + 1):
+            try:
+                async with self._store.session(locks) as session:
+                    if key:
+                        stored = await session.remembered_reply(user_id, key, request_hash, self._idempotency_ttl)
+                        if stored is not None:
+                            return result_decoder.decode(stored)
+                    envelopes, result = await decide(session)
+                    await session.append(envelopes)
+                    if key:
+                        await session.remember_reply(user_id, key, request_hash, msgspec.json.encode(result))
+                break
+            except ConcurrencyError:
+                if attempt == self._conflict_attempts:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))  # jitter: racers do not collide again
         result = msgspec.structs.replace(result, position=await self._published(envelopes))
         if key and result.position is not None:
             await self._store.update_reply(user_id, key, msgspec.json.encode(result))

@@ -1,0 +1,86 @@
+"""The command handlers against real PostgreSQL and JetStream: bounded retries on conflicts."""
+
+import uuid
+
+import msgspec
+import pytest
+
+from command_service.adapters.event_store import EventStore, Session, create_pool, migrate
+from command_service.adapters.relay import OutboxRelay
+from command_service.handlers import CommandHandlers
+from shop import messaging
+from shop.contracts.commands import Actor, CommandMeta, CommandRequest, CreateProduct, Restock
+from shop.contracts.events import ProductRestocked
+from shop.errors import ConcurrencyError
+
+ADMIN = CommandMeta(actor=Actor(user_id="a1", roles=("admin",)), correlation_id="c1")
+
+
+@pytest.fixture
+async def pool(database_url):
+    pool = await create_pool(database_url, 5)
+    await migrate(pool)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def handlers(pool, nats_url):
+    nc = await messaging.connect(nats_url, "test")
+    await messaging.ensure_streams(nc)
+    relay = OutboxRelay(pool, nc.jetstream(), interval=0.05)
+    relay.start()
+    yield CommandHandlers(
+        EventStore(pool), relay, publish_wait=5, idempotency_ttl=60, snapshot_every=0, conflict_attempts=3
+    )
+    await relay.stop()
+    await nc.close()
+
+
+@pytest.fixture
+def rogue_writes(monkeypatch, pool):
+    """Before each of the next `n` appends, another writer (bypassing the locks) takes the version."""
+    remaining = {"n": 0}
+    append = Session.append
+
+    async def append_after_a_rogue_write(self, envelopes):
+        envelopes = list(envelopes)
+        if remaining["n"] > 0 and envelopes:
+            remaining["n"] -= 1
+            first = envelopes[0]
+            rogue = msgspec.structs.replace(
+                first,
+                event_id=str(uuid.uuid4()),
+                type="ProductRestocked",
+                data=msgspec.Raw(msgspec.json.encode(ProductRestocked(quantity=100))),
+            )
+            async with pool.acquire() as other:  # another connection, committed before our append
+                await append(Session(other), [rogue])
+        await append(self, envelopes)
+
+    monkeypatch.setattr(Session, "append", append_after_a_rogue_write)
+    return remaining
+
+
+async def create(handlers) -> str:
+    command = CreateProduct(name="P", price=10, stock=1, category="c", seller_id="s")
+    return (await handlers.handle(CommandRequest(meta=ADMIN, command=command))).id
+
+
+async def test_a_conflicting_append_is_retried_on_the_new_version(handlers, rogue_writes):
+    product_id = await create(handlers)
+    rogue_writes["n"] = 1
+
+    result = await handlers.handle(CommandRequest(meta=ADMIN, command=Restock(product_id=product_id, quantity=1)))
+
+    assert result.version == 3  # created v1, the rogue write v2, ours v3 after one retry
+    assert result.position is not None
+
+
+async def test_conflicts_beyond_the_bounded_retries_are_a_concurrency_conflict(handlers, rogue_writes):
+    product_id = await create(handlers)
+    rogue_writes["n"] = 3
+
+    with pytest.raises(ConcurrencyError):
+        await handlers.handle(CommandRequest(meta=ADMIN, command=Restock(product_id=product_id, quantity=1)))
+    assert rogue_writes["n"] == 0  # each of the three attempts met a rogue write
