@@ -35,6 +35,10 @@ class AnalyticsKeys:
         return f"{self.prefix}product_names"
 
     @property
+    def prices(self) -> str:  # hash: product id -> current price
+        return f"{self.prefix}prices"
+
+    @property
     def ratings(self) -> str:  # hash: rating (1..5) -> number of reviews
         return f"{self.prefix}ratings"
 

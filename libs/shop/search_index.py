@@ -23,8 +23,10 @@ class VersionedIndex:
         self._client, self.alias, self._body = client, alias, body
 
     async def ensure(self) -> None:
-        """Create `<alias>-v1` with its mapping and point the alias at it, unless the alias exists."""
+        """Create `<alias>-v1` with its mapping and point the alias at it, or add new fields to the index."""
         if await self._client.indices.exists_alias(name=self.alias):
+            # fields added since the index was made; a changed field needs a rebuild instead
+            await self._client.indices.put_mapping(index=self.alias, body=self._body["mappings"])
             return
         index = f"{self.alias}-v1"
         if not await self._client.indices.exists(index=index):

@@ -52,6 +52,68 @@ class ProductDetail(Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
+class ProductSummary(Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    thumbnail_url: str | None
+    price: int
+    review_count: int
+    average_rating: float
+
+
+class ProductPage(Struct, frozen=True, kw_only=True):
+    items: tuple[ProductSummary, ...]
+    page: int
+    size: int
+    total: int
+
+
+class ProductHit(Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    highlighted_name: str
+    thumbnail_url: str | None
+    price: int
+    category: str
+    review_count: int
+    average_rating: float
+
+
+class ProductSearchPage(Struct, frozen=True, kw_only=True):
+    items: tuple[ProductHit, ...]
+    page: int
+    size: int
+    total: int
+
+
+class PopularProduct(Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    price: int
+    units_sold: int
+
+
+class PopularProductList(Struct, frozen=True, kw_only=True):
+    items: tuple[PopularProduct, ...]
+
+
+class OrderPage(Struct, frozen=True, kw_only=True):
+    items: tuple[OrderView, ...]
+    page: int
+    size: int
+    total: int
+
+
+class SyncPositions(Struct, frozen=True, kw_only=True):
+    positions: dict[str, int]  # projector -> last stream position applied
+
+
+class RatingStats(Struct, frozen=True, kw_only=True):
+    count: int
+    average: float
+    distribution: dict[str, int]  # "1".."5" -> number of reviews
+
+
 class DayStats(Struct, frozen=True, kw_only=True):
     date: date
     revenue: int
@@ -70,3 +132,4 @@ class AnalyticsSummary(Struct, frozen=True, kw_only=True):
     average_order_value: int
     by_day: tuple[DayStats, ...]
     top_products: tuple[TopProduct, ...]
+    ratings: RatingStats  # all reviews, whatever the date range

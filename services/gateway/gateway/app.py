@@ -21,6 +21,7 @@ from gateway.orders import AdminOrderController, OrderController
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.products import ProductController
 from gateway.settings import DEV_JWT_SECRET, Settings
+from gateway.sync import SyncController
 from shop import messaging
 from shop.metrics import HTTP_REQUESTS
 from shop.ops import Readiness, ops_handlers
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> Litestar:
             OrderController,
             AdminOrderController,
             AnalyticsController,
+            SyncController,
             *ops_handlers(readiness),
         ],
         dependencies={

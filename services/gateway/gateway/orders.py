@@ -1,19 +1,21 @@
 """Order routes: a user's own orders."""
 
+from datetime import datetime
 from typing import Annotated
 
 import msgspec
 from litestar import Controller, Response, get, post
+from litestar.params import Parameter
 from msgspec import Meta, Struct
 
 from gateway.auth import require_admin, require_user
 from gateway.bus import Bus
 from gateway.dependencies import query_response
-from gateway.products import IdempotencyKey
+from gateway.products import IdempotencyKey, PageNumber, PageSize
 from shop.contracts.commands import Actor, CancelOrder, PayOrder, PlaceOrder, ShipOrder
-from shop.contracts.queries import GetOrder
+from shop.contracts.queries import GetOrder, ListOrders, OrderStatus, SearchOrders
 from shop.contracts.replies import CommandResult
-from shop.contracts.views import OrderView
+from shop.contracts.views import OrderPage, OrderView
 
 
 class Cancellation(Struct, frozen=True, kw_only=True):
@@ -35,6 +37,20 @@ class OrderController(Controller):
     ) -> CommandResult:
         reply = await bus.command(data, require_user(actor), request_id, idempotency_key)
         return msgspec.json.decode(reply.result, type=CommandResult)
+
+    @get("/", summary="The caller's orders, newest first")
+    async def list_orders(
+        self,
+        bus: Bus,
+        actor: Actor | None,
+        request_id: str,
+        min_position: int,
+        status: OrderStatus | None = None,
+        page: int = PageNumber,
+        size: int = PageSize,
+    ) -> Response[OrderPage]:
+        query = ListOrders(status=status, page=page, size=size)
+        return query_response(await bus.query(query, require_user(actor), request_id, min_position), OrderPage)
 
     @post("/{order_id:str}/pay", status_code=200, summary="Pay an order (owner or admin)")
     async def pay_order(
@@ -73,6 +89,23 @@ class OrderController(Controller):
 class AdminOrderController(Controller):
     path = "/v1/admin/orders"
     tags = ["orders"]
+
+    @get("/search", summary="Search orders by product name or order id, status and date range (admin)")
+    async def search_orders(
+        self,
+        bus: Bus,
+        actor: Actor | None,
+        request_id: str,
+        min_position: int,
+        q: str | None = Parameter(default=None, min_length=1, max_length=200),
+        status: OrderStatus | None = None,
+        placed_from: datetime | None = Parameter(query="from", default=None),
+        placed_to: datetime | None = Parameter(query="to", default=None),
+        page: int = PageNumber,
+        size: int = PageSize,
+    ) -> Response[OrderPage]:
+        query = SearchOrders(q=q, status=status, placed_from=placed_from, placed_to=placed_to, page=page, size=size)
+        return query_response(await bus.query(query, require_admin(actor), request_id, min_position), OrderPage)
 
     @post("/{order_id:str}/ship", status_code=200, summary="Ship a paid order (admin)")
     async def ship_order(

@@ -11,11 +11,13 @@ from gateway.auth import require_admin, require_user
 from gateway.bus import Bus
 from gateway.dependencies import query_response
 from shop.contracts.commands import Actor, AddReview, ChangePrice, CreateProduct, Money, Quantity, Restock
-from shop.contracts.queries import GetProduct
+from shop.contracts.queries import GetProduct, ListProducts, PopularProducts, ProductSort, SearchProducts
 from shop.contracts.replies import CommandResult
-from shop.contracts.views import ProductDetail
+from shop.contracts.views import PopularProductList, ProductDetail, ProductPage, ProductSearchPage
 
 IdempotencyKey = Parameter(header="Idempotency-Key", default=None, max_length=200)
+PageNumber = Parameter(query="page", ge=1, le=10_000, default=1)
+PageSize = Parameter(query="size", ge=1, le=100, default=20)
 
 
 class NewPrice(Struct, frozen=True, kw_only=True):
@@ -89,6 +91,46 @@ class ProductController(Controller):
         command = AddReview(product_id=product_id, rating=data.rating, text=data.text)
         reply = await bus.command(command, require_user(actor), request_id, idempotency_key)
         return msgspec.json.decode(reply.result, type=CommandResult)
+
+    @get("/products", summary="Products of a category, sorted and paged")
+    async def list_products(
+        self,
+        bus: Bus,
+        request_id: str,
+        min_position: int,
+        category: str | None = Parameter(default=None, max_length=200),
+        sort: ProductSort = "newest",
+        page: int = PageNumber,
+        size: int = PageSize,
+    ) -> Response[ProductPage]:
+        query = ListProducts(category=category, sort=sort, page=page, size=size)
+        return query_response(await bus.query(query, None, request_id, min_position), ProductPage)
+
+    @get("/products/search", summary="Full-text search with the matched words of the name highlighted")
+    async def search_products(
+        self,
+        bus: Bus,
+        request_id: str,
+        min_position: int,
+        q: str = Parameter(min_length=1, max_length=200),
+        category: str | None = Parameter(default=None, max_length=200),
+        min_price: int | None = Parameter(default=None, ge=0),
+        max_price: int | None = Parameter(default=None, ge=0),
+        sort: ProductSort | None = None,
+        page: int = PageNumber,
+        size: int = PageSize,
+    ) -> Response[ProductSearchPage]:
+        query = SearchProducts(
+            q=q, category=category, min_price=min_price, max_price=max_price, sort=sort, page=page, size=size
+        )
+        return query_response(await bus.query(query, None, request_id, min_position), ProductSearchPage)
+
+    @get("/products/popular", summary="Best sellers by units sold")
+    async def popular_products(
+        self, bus: Bus, request_id: str, min_position: int, limit: int = Parameter(ge=1, le=100, default=10)
+    ) -> Response[PopularProductList]:
+        reply = await bus.query(PopularProducts(limit=limit), None, request_id, min_position)
+        return query_response(reply, PopularProductList)
 
     @get("/products/{product_id:str}", summary="Product detail")
     async def get_product(

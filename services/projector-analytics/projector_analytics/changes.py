@@ -9,6 +9,7 @@ from shop.contracts.events import (
     OrderItem,
     OrderPlaced,
     ProductCreated,
+    ProductPriceChanged,
     ReviewAdded,
 )
 from shop.read_models import AnalyticsKeys
@@ -18,8 +19,13 @@ RedisCommand = list[str | int]
 
 def analytics_changes(keys: AnalyticsKeys, envelope: Envelope, event: DomainEvent) -> list[RedisCommand]:
     match event:
-        case ProductCreated(name=name):
-            return [["HSET", keys.product_names, envelope.stream_id, name]]
+        case ProductCreated(name=name, price=price):
+            return [
+                ["HSET", keys.product_names, envelope.stream_id, name],
+                ["HSET", keys.prices, envelope.stream_id, price],
+            ]
+        case ProductPriceChanged(new_price=price):
+            return [["HSET", keys.prices, envelope.stream_id, price]]
         case OrderPlaced(placed_at=placed_at, total=total, items=items):
             return order_totals(keys, placed_at, total, items, sign=1)
         case OrderCancelled(placed_at=placed_at, total=total, items=items):

@@ -32,6 +32,7 @@ MAPPING = {
             "rating_sum": {"type": "long"},
             "average_rating": {"type": "float"},
             "reviews": {"type": "object", "enabled": False},
+            "units_sold": {"type": "long"},
             "created_at": {"type": "date"},
             "version": {"type": "long"},
         },
@@ -56,13 +57,19 @@ def product_document(doc: dict[str, Any] | None, envelope: Envelope, event: Doma
                 "rating_sum": 0,
                 "average_rating": 0.0,
                 "reviews": [],
+                "units_sold": 0,
                 "created_at": envelope.occurred_at.isoformat(),
                 "version": envelope.version,
             }
         case ProductStockDecreased(quantity=quantity):
             doc = _existing(doc, envelope)
-            return {**doc, "stock": doc["stock"] - quantity, "version": envelope.version}
-        case ProductRestocked(quantity=quantity) | ProductStockReleased(quantity=quantity):
+            sold = doc.get("units_sold", 0) + quantity
+            return {**doc, "stock": doc["stock"] - quantity, "units_sold": sold, "version": envelope.version}
+        case ProductStockReleased(quantity=quantity):  # a cancelled order gives its units back
+            doc = _existing(doc, envelope)
+            sold = doc.get("units_sold", 0) - quantity
+            return {**doc, "stock": doc["stock"] + quantity, "units_sold": sold, "version": envelope.version}
+        case ProductRestocked(quantity=quantity):
             doc = _existing(doc, envelope)
             return {**doc, "stock": doc["stock"] + quantity, "version": envelope.version}
         case ProductPriceChanged(new_price=price):

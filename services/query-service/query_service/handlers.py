@@ -3,13 +3,41 @@
 import msgspec
 from nats.aio.msg import Msg
 
+from query_service import searches
 from query_service.adapters.positions import ProjectionPositions
 from query_service.adapters.read_models import AnalyticsCounters, SearchDocuments
 from shop.contracts.commands import Actor
-from shop.contracts.queries import GetAnalyticsSummary, GetOrder, GetProduct, Query, query_request_decoder
+from shop.contracts.queries import (
+    MAX_RESULT_WINDOW,
+    GetAnalyticsSummary,
+    GetOrder,
+    GetProduct,
+    GetSyncPositions,
+    ListOrders,
+    ListProducts,
+    PopularProducts,
+    Query,
+    SearchOrders,
+    SearchProducts,
+    query_request_decoder,
+)
 from shop.contracts.replies import result_reply
-from shop.contracts.views import AnalyticsSummary, DayStats, OrderView, ProductDetail, TopProduct
+from shop.contracts.views import (
+    AnalyticsSummary,
+    DayStats,
+    OrderPage,
+    OrderView,
+    PopularProduct,
+    PopularProductList,
+    ProductDetail,
+    ProductPage,
+    ProductSearchPage,
+    RatingStats,
+    SyncPositions,
+    TopProduct,
+)
 from shop.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from shop.read_models import PROJECTORS
 
 
 class QueryHandlers:
@@ -29,12 +57,16 @@ class QueryHandlers:
         query = request.query
         if query.subject != msg.subject:
             raise ValidationFailed(f"{type(query).__name__} must be sent on {query.subject}")
+        if query.projection is None:
+            return result_reply(await self.handle(query, request.meta.actor))
         fresh = await self._positions.wait_for(query.projection, request.meta.min_position, self._consistency_wait)
         read_position = self._positions.current(query.projection)
         result = await self.handle(query, request.meta.actor)
         return result_reply(result, consistency="fresh" if fresh else "stale", read_position=read_position)
 
     async def handle(self, query: Query, actor: Actor | None) -> object:
+        if getattr(query, "page", 1) * getattr(query, "size", 0) > MAX_RESULT_WINDOW:
+            raise ValidationFailed(f"page * size may not exceed {MAX_RESULT_WINDOW}")
         match query:
             case GetOrder(id=order_id):
                 return await self.get_order(order_id, actor)
@@ -43,10 +75,43 @@ class QueryHandlers:
                 if doc is None:
                     raise NotFound(f"product {product_id} not found")
                 return msgspec.convert(doc, ProductDetail)
+            case ListProducts():
+                hits, total = await self._products.search(searches.products_list(query))
+                items = tuple(searches.product_summary(h["_source"]) for h in hits)
+                return ProductPage(items=items, page=query.page, size=query.size, total=total)
+            case SearchProducts():
+                if query.min_price is not None and query.max_price is not None and query.min_price > query.max_price:
+                    raise ValidationFailed("min_price is above max_price")
+                hits, total = await self._products.search(searches.products_search(query))
+                items = tuple(searches.product_hit(h) for h in hits)
+                return ProductSearchPage(items=items, page=query.page, size=query.size, total=total)
+            case PopularProducts(limit=limit):
+                popular = await self._analytics.popular(limit)
+                return PopularProductList(
+                    items=tuple(PopularProduct(id=i, name=n, price=p, units_sold=u) for i, n, p, u in popular)
+                )
+            case ListOrders():
+                if actor is None:
+                    raise Unauthorized("orders are private to their owner")
+                hits, total = await self._orders.search(searches.orders_list(actor.user_id, query))
+                return self.order_page(hits, total, query.page, query.size)
+            case SearchOrders():
+                require_admin(actor, "searching orders")
+                if query.placed_from and query.placed_to and query.placed_from > query.placed_to:
+                    raise ValidationFailed("from is after to")
+                hits, total = await self._orders.search(searches.orders_search(query))
+                return self.order_page(hits, total, query.page, query.size)
             case GetAnalyticsSummary() as summary:
-                if actor is None or not actor.is_admin:
-                    raise Forbidden("analytics need the admin role")
+                require_admin(actor, "analytics")
                 return await self.analytics_summary(summary)
+            case GetSyncPositions():
+                return SyncPositions(positions={name: self._positions.current(name) for name in PROJECTORS})
+
+    @staticmethod
+    def order_page(hits: list[dict], total: int, page: int, size: int) -> OrderPage:
+        return OrderPage(
+            items=tuple(msgspec.convert(h["_source"], OrderView) for h in hits), page=page, size=size, total=total
+        )
 
     async def get_order(self, order_id: str, actor: Actor | None) -> OrderView:
         if actor is None:
@@ -71,4 +136,16 @@ class QueryHandlers:
             average_order_value=revenue // order_count if order_count else 0,
             by_day=tuple(DayStats(date=d, revenue=r, order_count=c) for d, r, c in days),
             top_products=tuple(TopProduct(product_id=p, name=n, units_sold=u) for p, n, u in top),
+            ratings=rating_stats(await self._analytics.ratings()),
         )
+
+
+def rating_stats(distribution: dict[str, int]) -> RatingStats:
+    count = sum(distribution.values())
+    average = sum(int(r) * n for r, n in distribution.items()) / count if count else 0.0
+    return RatingStats(count=count, average=round(average, 2), distribution=distribution)
+
+
+def require_admin(actor: Actor | None, what: str) -> None:
+    if actor is None or not actor.is_admin:
+        raise Forbidden(f"{what} needs the admin role")

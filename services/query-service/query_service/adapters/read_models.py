@@ -19,6 +19,11 @@ class SearchDocuments:
         except DocumentMissing:
             return None
 
+    async def search(self, body: dict) -> tuple[list[dict], int]:
+        """(hits, total) of a search request."""
+        found = await self._client.search(index=self._alias, body=body)
+        return found["hits"]["hits"], found["hits"]["total"]["value"]
+
     async def ping(self) -> None:
         await self._client.cluster.health(index=self._alias)
 
@@ -41,10 +46,10 @@ class AnalyticsCounters:
     async def top_products(self, days: list[str] | None, top: int) -> list[tuple[str, str, int]]:
         """(product id, name, units sold) over the given days (all time if None), most sold first."""
         if days is None:
-            ranked = await self._redis.zrevrange(self._keys.units, 0, top - 1, withscores=True)
+            ranked = await self._redis.zrevrangebyscore(self._keys.units, "+inf", 1, start=0, num=top, withscores=True)
         elif days:
             scored = await self._redis.zunion([self._keys.day_units(d) for d in days], withscores=True)
-            ranked = sorted(scored, key=lambda pair: (-pair[1], pair[0]))[:top]
+            ranked = sorted((p for p in scored if p[1] > 0), key=lambda pair: (-pair[1], pair[0]))[:top]
         else:
             ranked = []
         if not ranked:
@@ -53,6 +58,24 @@ class AnalyticsCounters:
         return [
             (pid.decode(), (name or b"").decode(), int(units)) for (pid, units), name in zip(ranked, names, strict=True)
         ]
+
+    async def popular(self, limit: int) -> list[tuple[str, str, int, int]]:
+        """(product id, name, price, units sold) of the best sellers, most sold first."""
+        ranked = await self._redis.zrevrangebyscore(self._keys.units, "+inf", 1, start=0, num=limit, withscores=True)
+        if not ranked:
+            return []
+        ids = [pid for pid, _ in ranked]
+        names = await self._redis.hmget(self._keys.product_names, ids)
+        prices = await self._redis.hmget(self._keys.prices, ids)
+        return [
+            (pid.decode(), (name or b"").decode(), int(price or 0), int(units))
+            for (pid, units), name, price in zip(ranked, names, prices, strict=True)
+        ]
+
+    async def ratings(self) -> dict[str, int]:
+        """Number of reviews per rating, "1" to "5"."""
+        counts = await self._redis.hgetall(self._keys.ratings)
+        return {str(r): int(counts.get(str(r).encode(), 0)) for r in range(1, 6)}
 
     async def ping(self) -> None:
         await self._redis.ping()
