@@ -14,7 +14,10 @@ projector-analytics:projector_analytics:8004 projector-catalog:projector_catalog
 query-service:query_service:8002 gateway:gateway:8000"
 
 port_of() { local var; var=$(echo "$1" | tr 'a-z-' 'A-Z_')_HTTP_PORT; echo "${!var:-$2}"; }
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+pid_alive() { # a killed process not yet reaped by its new parent is a zombie: dead
+  local state
+  [ -f "$1" ] && state=$(ps -o stat= -p "$(cat "$1")" 2>/dev/null) && [[ $state != Z* ]]
+}
 ready() { python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1" 2>/dev/null; }
 
 start() {

@@ -3,7 +3,9 @@ server (JetStream in a temp dir), its own PostgreSQL database, Redis db and Open
 started and stopped by the same deploy/services.sh that `just up` uses."""
 
 import os
+import signal
 import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,14 +31,35 @@ SERVICES = (
 JWT_SECRET = "e2e-secret-that-is-long-enough-for-hs256"
 
 
+SERVICES_SH = str(ROOT / "deploy" / "services.sh")
+
+
 @dataclass(frozen=True)
 class System:
     gateway: str
     ports: dict[str, int]
     nats_url: str
+    database_url: str
+    index_prefix: str
+    env: dict[str, str]  # what deploy/services.sh started the processes with
 
     def token(self, user_id: str, *roles: str) -> dict[str, str]:
         return {"Authorization": "Bearer " + jwt.encode({"sub": user_id, "roles": list(roles)}, JWT_SECRET, "HS256")}
+
+    def pid(self, service: str) -> int:
+        return int((Path(self.env["RUN_DIR"]) / "pids" / f"{service}.pid").read_text())
+
+    def kill(self, service: str) -> None:
+        """SIGKILL: the process gets no chance to finish anything."""
+        pid = self.pid(service)
+        os.kill(pid, signal.SIGKILL)
+        while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
+            time.sleep(0.01)
+
+    def start(self) -> None:
+        """Start whatever is not running and wait until every process is ready."""
+        started = subprocess.run([SERVICES_SH, "start"], env=self.env, capture_output=True, text=True, timeout=180)
+        assert started.returncode == 0, started.stdout + started.stderr
 
 
 @pytest.fixture(scope="session")
@@ -59,13 +82,19 @@ async def system(nats_url, tmp_path_factory) -> AsyncIterator[System]:
             "QUERY_SERVICE_CONSISTENCY_WAIT": "1.5",
             **{f"{name.upper().replace('-', '_')}_HTTP_PORT": str(port) for name, port in ports.items()},
         }
-        script = [str(ROOT / "deploy" / "services.sh")]
-        started = subprocess.run([*script, "start"], env=env, capture_output=True, text=True, timeout=180)
+        system = System(
+            gateway=f"http://127.0.0.1:{ports['gateway']}",
+            ports=ports,
+            nats_url=nats_url,
+            database_url=database_url,
+            index_prefix=prefix,
+            env=env,
+        )
         try:
-            assert started.returncode == 0, started.stdout + started.stderr
-            yield System(gateway=f"http://127.0.0.1:{ports['gateway']}", ports=ports, nats_url=nats_url)
+            system.start()
+            yield system
         finally:
-            subprocess.run([*script, "stop"], env=env, capture_output=True, timeout=60)
+            subprocess.run([SERVICES_SH, "stop"], env=env, capture_output=True, timeout=60)
             search = AsyncOpenSearch(hosts=[OPENSEARCH_URL])
             await search.indices.delete(index=f"{prefix}*", ignore_unavailable=True)
             await search.close()
