@@ -33,6 +33,10 @@ test *args:
     deploy/infra.sh start
     python -m pytest {{args}}
 
+# how long a write takes to become visible in each read model (starts the system if needed)
+bench writes="1000": up
+    python -W ignore tests/bench/visibility.py --writes {{writes}}
+
 # lint and format check
 lint:
     ruff check libs services tests

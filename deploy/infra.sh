@@ -133,9 +133,12 @@ stop_pidfile() { # name pidfile
 # --- OpenSearch (its own script: built from Maven Central jars) -------------------------------
 opensearch() { RUN_DIR=$RUN_DIR bash "$ROOT/deploy/opensearch/run.sh" "$@"; }
 
+mkdir -p "$LOGS"
+exec 9>"$RUN_DIR/.infra.lock"
+flock 9  # one start or stop at a time: two racing starts would launch two of everything
+
 case "${1:-}" in
   start)
-    mkdir -p "$LOGS"
     ensure_installed
     started=$SECONDS
     opensearch start & os_pid=$!   # the slowest part: let it boot while the others start

@@ -26,8 +26,12 @@ start() {
     IFS=: read -r name module default <<<"$entry"
     local port; port=$(port_of "$name" "$default")
     if pid_alive "$RUN_DIR/pids/$name.pid"; then echo "$name already running"; continue; fi
-    HTTP_PORT=$port setsid nohup "$PYTHON" -m "$module" >>"$RUN_DIR/logs/$name.log" 2>&1 </dev/null &
-    echo $! >"$RUN_DIR/pids/$name.pid"
+    local pidfile=$RUN_DIR/pids/$name.pid
+    rm -f "$pidfile"
+    # setsid may fork, so $! need not be the service: the shell writes its own pid, then becomes it
+    HTTP_PORT=$port PID_FILE=$pidfile setsid bash -c 'echo $$ >"$PID_FILE"; exec "$@"' "$name" \
+      "$PYTHON" -m "$module" >>"$RUN_DIR/logs/$name.log" 2>&1 </dev/null &
+    for _ in $(seq 100); do [ -s "$pidfile" ] && break; sleep 0.05; done
   done
   local deadline=$((SECONDS + READY_TIMEOUT))
   for entry in $SERVICES; do

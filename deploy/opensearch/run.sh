@@ -109,7 +109,9 @@ do_start() {
     : >"$LOG_FILE"
     # The node is started without OpenSearch's Bootstrap (embedded Node), so no root check and
     # no production bootstrap checks apply; JVM flags mirror OpenSearch's default jvm.options.
-    setsid nohup "$JAVA" \
+    # setsid may fork, so $! need not be the JVM: the shell writes its own pid, then becomes the JVM
+    rm -f "$PID_FILE"
+    PID_FILE="$PID_FILE" setsid bash -c 'echo $$ >"$PID_FILE"; exec "$@"' opensearch "$JAVA" \
       -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC \
       -XX:+HeapDumpOnOutOfMemoryError -XX:HeapDumpPath="$OS_DIR" -XX:ErrorFile="$LOG_DIR/hs_err_pid%p.log" \
       -Djava.awt.headless=true -Dfile.encoding=UTF-8 -Djna.nosys=true \
@@ -122,8 +124,8 @@ do_start() {
       "discovery.type=single-node" \
       "action.auto_create_index=true" \
       </dev/null >>"$LOG_FILE" 2>&1 &
-    echo $! >"$PID_FILE"
-    log "pid $! (build/resolve took $((SECONDS - t0))s)"
+    for _ in $(seq 100); do [[ -s "$PID_FILE" ]] && break; sleep 0.05; done
+    log "pid $(cat "$PID_FILE") (build/resolve took $((SECONDS - t0))s)"
   fi
 
   local deadline=$((SECONDS + TIMEOUT)) next_report=$((SECONDS + 10)) health=""
