@@ -1,5 +1,5 @@
 """The whole system as separate OS processes, isolated from a running `just up`: its own NATS
-server (JetStream in a temp dir), its own PostgreSQL database, Redis db and OpenSearch index prefix,
+server (JetStream in a temp dir), its own PostgreSQL database and its own Redis key and OpenSearch index prefixes,
 started and stopped by the same deploy/services.sh that `just up` uses."""
 
 import os
@@ -68,7 +68,6 @@ async def system(nats_url, tmp_path_factory) -> AsyncIterator[System]:
     ports = {name: free_port() for name in SERVICES}
     prefix = f"e2e-{uuid.uuid4().hex[:8]}-"
     redis = Redis.from_url(REDIS_URL)
-    await redis.flushdb()
     async with new_database() as database_url:
         env = {
             **os.environ,
@@ -78,6 +77,7 @@ async def system(nats_url, tmp_path_factory) -> AsyncIterator[System]:
             "REDIS_URL": REDIS_URL,
             "OPENSEARCH_URL": OPENSEARCH_URL,
             "INDEX_PREFIX": prefix,
+            "ANALYTICS_PREFIX": f"{prefix}analytics:",
             "GATEWAY_JWT_SECRET": JWT_SECRET,
             "QUERY_SERVICE_CONSISTENCY_WAIT": "1.5",
             **{f"{name.upper().replace('-', '_')}_HTTP_PORT": str(port) for name, port in ports.items()},
@@ -98,7 +98,8 @@ async def system(nats_url, tmp_path_factory) -> AsyncIterator[System]:
             search = AsyncOpenSearch(hosts=[OPENSEARCH_URL])
             await search.indices.delete(index=f"{prefix}*", ignore_unavailable=True)
             await search.close()
-            await redis.flushdb()
+            async for key in redis.scan_iter(match=f"{prefix}*"):
+                await redis.delete(key)
             await redis.aclose()
 
 

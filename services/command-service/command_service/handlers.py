@@ -124,24 +124,32 @@ class CommandHandlers:
         user_id, key = request.meta.actor.user_id, request.meta.idempotency_key
         request_hash = hashlib.sha256(msgspec.json.encode(request.command)).digest()
         locks = [*stream_ids, f"idempotency:{user_id}:{key}"] if key else stream_ids
-        for attempt in range(1, self._conflict_attempts + 1):
-            try:
-                async with self._store.session(locks) as session:
-                    if key:
-                        stored = await session.remembered_reply(user_id, key, request_hash, self._idempotency_ttl)
-                        if stored is not None:
-                            return result_decoder.decode(stored)
-                    envelopes, result = await decide(session)
-                    await session.append(envelopes)
-                    if key:
-                        await session.remember_reply(user_id, key, request_hash, msgspec.json.encode(result))
-                break
-            except ConcurrencyError:
-                if attempt == self._conflict_attempts:
-                    raise
-                await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))  # jitter: racers do not collide again
-        result = msgspec.structs.replace(result, position=await self._published(envelopes))
-        if key and result.position is not None:
+        expected: list[str] = []
+        try:
+            for attempt in range(1, self._conflict_attempts + 1):
+                try:
+                    async with self._store.session(locks) as session:
+                        if key:
+                            stored = await session.remembered_reply(user_id, key, request_hash, self._idempotency_ttl)
+                            if stored is not None:
+                                return result_decoder.decode(stored)
+                        envelopes, result = await decide(session)
+                        await session.append(envelopes)
+                        if key:
+                            await session.remember_reply(user_id, key, request_hash, msgspec.json.encode(result))
+                        expected = [e.event_id for e in envelopes]
+                        self._relay.expect(expected)  # before the commit, which ends this block
+                    break
+                except ConcurrencyError:
+                    self._relay.forget(expected)
+                    if attempt == self._conflict_attempts:
+                        raise
+                    await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))  # jitter: racers do not collide again
+            position = await self._relay.published(expected, self._publish_wait) if expected else None
+        finally:
+            self._relay.forget(expected)
+        result = msgspec.structs.replace(result, position=position)
+        if key and position is not None:
             await self._store.update_reply(user_id, key, msgspec.json.encode(result))
         return result
 
@@ -223,8 +231,3 @@ class CommandHandlers:
             )
             for i, event in enumerate(events, 1)
         ]
-
-    async def _published(self, envelopes: list[Envelope]) -> int | None:
-        if not envelopes:
-            return None
-        return await self._relay.published([e.event_id for e in envelopes], self._publish_wait)

@@ -10,21 +10,25 @@ from nats.aio.msg import Msg
 
 from shop.contracts.commands import Actor, Command, CommandMeta, CommandRequest
 from shop.contracts.queries import Query, QueryMeta, QueryRequest
-from shop.contracts.replies import Reply
+from shop.contracts.replies import CommandResult, Reply
 from shop.messaging import request
 from shop.projection import Position, position_subject
 
 position_decoder = msgspec.json.Decoder(Position)
+command_result_decoder = msgspec.json.Decoder(CommandResult)
 
 
 class Bus:
     def __init__(self, nc: NATS, command_timeout: float, query_timeout: float) -> None:
         self._nc, self._command_timeout, self._query_timeout = nc, command_timeout, query_timeout
 
-    async def command(self, command: Command, actor: Actor, correlation_id: str, idempotency_key: str | None) -> Reply:
+    async def command(
+        self, command: Command, actor: Actor, correlation_id: str, idempotency_key: str | None
+    ) -> CommandResult:
         meta = CommandMeta(actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key)
         payload = msgspec.json.encode(CommandRequest(meta=meta, command=command))
-        return await request(self._nc, command.subject, payload, self._command_timeout)
+        reply = await request(self._nc, command.subject, payload, self._command_timeout)
+        return command_result_decoder.decode(reply.result)
 
     async def query(self, query: Query, actor: Actor | None, correlation_id: str, min_position: int) -> Reply:
         meta = QueryMeta(actor=actor, correlation_id=correlation_id, min_position=min_position)

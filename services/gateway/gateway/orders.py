@@ -3,7 +3,6 @@
 from datetime import datetime
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, Response, get, post
 from litestar.params import Parameter
 from msgspec import Meta, Struct
@@ -35,8 +34,7 @@ class OrderController(Controller):
         request_id: str,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
-        reply = await bus.command(data, require_user(actor), request_id, idempotency_key)
-        return msgspec.json.decode(reply.result, type=CommandResult)
+        return await bus.command(data, require_user(actor), request_id, idempotency_key)
 
     @get("/", summary="The caller's orders, newest first")
     async def list_orders(
@@ -61,8 +59,7 @@ class OrderController(Controller):
         request_id: str,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
-        reply = await bus.command(PayOrder(order_id=order_id), require_user(actor), request_id, idempotency_key)
-        return msgspec.json.decode(reply.result, type=CommandResult)
+        return await bus.command(PayOrder(order_id=order_id), require_user(actor), request_id, idempotency_key)
 
     @post("/{order_id:str}/cancel", status_code=200, summary="Cancel an order before shipping (owner or admin)")
     async def cancel_order(
@@ -75,8 +72,7 @@ class OrderController(Controller):
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = CancelOrder(order_id=order_id, reason=data.reason if data else "")
-        reply = await bus.command(command, require_user(actor), request_id, idempotency_key)
-        return msgspec.json.decode(reply.result, type=CommandResult)
+        return await bus.command(command, require_user(actor), request_id, idempotency_key)
 
     @get("/{order_id:str}", summary="Order detail with status history (owner or admin)")
     async def get_order(
@@ -116,5 +112,4 @@ class AdminOrderController(Controller):
         request_id: str,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
-        reply = await bus.command(ShipOrder(order_id=order_id), require_admin(actor), request_id, idempotency_key)
-        return msgspec.json.decode(reply.result, type=CommandResult)
+        return await bus.command(ShipOrder(order_id=order_id), require_admin(actor), request_id, idempotency_key)

@@ -2,7 +2,6 @@
 
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, Response, get, post, put
 from litestar.params import Parameter
 from msgspec import Meta, Struct
@@ -47,8 +46,7 @@ class ProductController(Controller):
         request_id: str,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
-        reply = await bus.command(data, require_admin(actor), request_id, idempotency_key)
-        return msgspec.json.decode(reply.result, type=CommandResult)
+        return await bus.command(data, require_admin(actor), request_id, idempotency_key)
 
     @put("/admin/products/{product_id:str}/price", summary="Change a price (admin; at most doubles at once)")
     async def change_price(
@@ -61,8 +59,7 @@ class ProductController(Controller):
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = ChangePrice(product_id=product_id, new_price=data.new_price, reason=data.reason)
-        reply = await bus.command(command, require_admin(actor), request_id, idempotency_key)
-        return msgspec.json.decode(reply.result, type=CommandResult)
+        return await bus.command(command, require_admin(actor), request_id, idempotency_key)
 
     @post("/admin/products/{product_id:str}/restock", status_code=200, summary="Add stock (admin)")
     async def restock(
@@ -75,8 +72,7 @@ class ProductController(Controller):
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = Restock(product_id=product_id, quantity=data.quantity)
-        reply = await bus.command(command, require_admin(actor), request_id, idempotency_key)
-        return msgspec.json.decode(reply.result, type=CommandResult)
+        return await bus.command(command, require_admin(actor), request_id, idempotency_key)
 
     @post("/products/{product_id:str}/reviews", status_code=201, summary="Review a product (one per user)")
     async def add_review(
@@ -89,8 +85,7 @@ class ProductController(Controller):
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = AddReview(product_id=product_id, rating=data.rating, text=data.text)
-        reply = await bus.command(command, require_user(actor), request_id, idempotency_key)
-        return msgspec.json.decode(reply.result, type=CommandResult)
+        return await bus.command(command, require_user(actor), request_id, idempotency_key)
 
     @get("/products", summary="Products of a category, sorted and paged")
     async def list_products(

@@ -17,7 +17,7 @@ def create_app(settings: Settings) -> Litestar:
     async def open_store() -> AsyncIterator[tuple[AnalyticsProjection, dict]]:
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, health_check_interval=30)
         try:
-            yield AnalyticsProjection(redis, AnalyticsKeys()), {"redis": redis.ping}
+            yield AnalyticsProjection(redis, AnalyticsKeys(settings.analytics_prefix)), {"redis": redis.ping}
         finally:
             await redis.aclose()
 

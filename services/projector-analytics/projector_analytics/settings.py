@@ -4,3 +4,4 @@ from shop.settings import CommonSettings
 class Settings(CommonSettings, frozen=True, kw_only=True):
     http_port: int = 8004
     redis_url: str = "redis://127.0.0.1:6379/0"
+    analytics_prefix: str = "analytics:"  # key prefix of the analytics read model

@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> Litestar:
             await positions.start()
             orders = SearchDocuments(search, settings.index_prefix + ORDERS_ALIAS)
             products = SearchDocuments(search, settings.index_prefix + PRODUCTS_ALIAS)
-            analytics = AnalyticsCounters(redis, AnalyticsKeys())
+            analytics = AnalyticsCounters(redis, AnalyticsKeys(settings.analytics_prefix))
             handlers = QueryHandlers(orders, products, analytics, positions, settings.consistency_wait)
             responder = messaging.Responder(nc)
             await responder.serve("qry.>", "query-service", handlers.answer)

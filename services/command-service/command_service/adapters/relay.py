@@ -35,18 +35,25 @@ class OutboxRelay:
         if self._task is not None:
             await self._task
 
-    async def published(self, event_ids: list[str], timeout: float) -> int | None:
-        """The JetStream sequence of the last of these events once published, None if not in time."""
+    def expect(self, event_ids: list[str]) -> None:
+        """Call before the events' transaction commits: a flush that runs between the commit and
+        `published()` then still records their sequence numbers."""
         loop = asyncio.get_running_loop()
-        futures = [self._waiting.setdefault(e, loop.create_future()) for e in event_ids]
+        for event_id in event_ids:
+            self._waiting.setdefault(event_id, loop.create_future())
+
+    def forget(self, event_ids: list[str]) -> None:
+        for event_id in event_ids:
+            self._waiting.pop(event_id, None)
+
+    async def published(self, event_ids: list[str], timeout: float) -> int | None:
+        """The JetStream sequence of the last of these `expect`ed events once published, None if not in time."""
+        futures = [self._waiting[e] for e in event_ids]
         self._wake.set()
         try:
-            return max(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+            return max(await asyncio.wait_for(asyncio.shield(asyncio.gather(*futures)), timeout))
         except TimeoutError:
             return None
-        finally:
-            for e in event_ids:
-                self._waiting.pop(e, None)
 
     async def _run(self) -> None:
         delay = self._interval
