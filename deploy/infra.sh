@@ -69,7 +69,7 @@ jetstream {
   max_file_store: 4GB
 }
 EOF
-  setsid nohup nats-server -c "$dir/nats.conf" >>"$LOGS/nats.log" 2>&1 </dev/null &
+  setsid nohup nats-server -c "$dir/nats.conf" >>"$LOGS/nats.log" 2>&1 </dev/null 9>&- &
   wait_for nats 30 port_open "$NATS_PORT"
   log "nats up on 127.0.0.1:$NATS_PORT (JetStream store $dir/jetstream)"
 }
@@ -92,7 +92,7 @@ pg_start() {
   fi
   as_pg "$bin/pg_ctl" -D "$data" -l "$LOGS/postgres.log" -w -t 60 start \
     -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='$data' -c max_connections=200 -c fsync=${PG_FSYNC:-on}" \
-    >/dev/null
+    >/dev/null 9>&-
   local psql=("$bin/psql" -h "$data" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
   if [ -z "$(as_pg "${psql[@]}" -c "select 1 from pg_roles where rolname='$PG_USER'")" ]; then
     as_pg "${psql[@]}" -c "create role $PG_USER login createdb password '$PG_PASSWORD'"
@@ -116,7 +116,7 @@ redis_start() {
   port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process"
   mkdir -p "$dir"
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" --daemonize yes \
-    --pidfile "$dir/redis.pid" --logfile "$LOGS/redis.log" --appendonly yes --save ""
+    --pidfile "$dir/redis.pid" --logfile "$LOGS/redis.log" --appendonly yes --save "" 9>&-
   wait_for redis 30 port_open "$REDIS_PORT"
   log "redis up on 127.0.0.1:$REDIS_PORT"
 }
@@ -136,12 +136,13 @@ opensearch() { RUN_DIR=$RUN_DIR bash "$ROOT/deploy/opensearch/run.sh" "$@"; }
 mkdir -p "$LOGS"
 exec 9>"$RUN_DIR/.infra.lock"
 flock 9  # one start or stop at a time: two racing starts would launch two of everything
+# (every daemon below is started with 9>&-, or it would hold the lock for as long as it runs)
 
 case "${1:-}" in
   start)
     ensure_installed
     started=$SECONDS
-    opensearch start & os_pid=$!   # the slowest part: let it boot while the others start
+    opensearch start 9>&- & os_pid=$!   # the slowest part: let it boot while the others start
     nats_start; pg_start; redis_start
     wait "$os_pid" || die "opensearch failed to start; see $LOGS/opensearch.log"
     log "infrastructure ready in $((SECONDS - started))s"

@@ -2,6 +2,7 @@
 stream order, poison events to DLQ, progress announced on `proj.<name>.position`."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
@@ -11,7 +12,6 @@ import structlog
 from litestar import Litestar
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from shop import messaging
@@ -91,34 +91,47 @@ class Projector:
         while not self._stopping.is_set():
             try:
                 msgs = await self._sub.fetch(self._batch, timeout=1)
-            except NatsTimeout:
+            except TimeoutError:  # nothing new (nats-py raises its own and asyncio's)
                 continue
             except Exception as exc:  # NATS reconnecting: back off and try again
-                log.warning("fetch_failed", error=str(exc), retry_in=delay)
+                log.warning("fetch_failed", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 10.0)
                 continue
-            delay = self._retry_delay
-            applied = [await self._handle(msg) for msg in msgs]
-            await self._projection.flush()
-            for msg, ok in zip(msgs, applied, strict=True):
-                await (msg.ack() if ok else msg.term())
-            await self._nc.flush()
-            last = msgs[-1].metadata
-            self.position = last.sequence.stream
-            PROJECTION_POSITION.labels(projector=self.name).set(self.position)
-            PROJECTION_LAG.labels(projector=self.name).set(last.num_pending)
-            await self._nc.publish(
-                position_subject(self.name), msgspec.json.encode(Position(projector=self.name, position=self.position))
-            )
+            if not msgs:
+                continue
+            try:
+                await self._apply_batch(msgs)
+                delay = self._retry_delay
+            except Exception:  # the store or NATS failed beyond the per-event retries: all of it again
+                log.exception("batch_failed", retry_in=delay)
+                for msg in msgs:
+                    with contextlib.suppress(Exception):  # some may be acknowledged already
+                        await msg.nak()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _apply_batch(self, msgs: list[Msg]) -> None:
+        applied = [await self._handle(msg) for msg in msgs]
+        await self._projection.flush()
+        for msg, ok in zip(msgs, applied, strict=True):
+            await (msg.ack() if ok else msg.term())
+        await self._nc.flush()
+        last = msgs[-1].metadata
+        self.position = last.sequence.stream
+        PROJECTION_POSITION.labels(projector=self.name).set(self.position)
+        PROJECTION_LAG.labels(projector=self.name).set(last.num_pending)
+        await self._nc.publish(
+            position_subject(self.name), msgspec.json.encode(Position(projector=self.name, position=self.position))
+        )
 
     async def _handle(self, msg: Msg) -> bool:
         """Apply one message, retrying with backoff; False once it has gone to the DLQ."""
         try:
             envelope = envelope_decoder.decode(msg.data)
             event = decode_data(envelope)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            await self._dead_letter(msg, f"undecodable event: {exc}")
+        except Exception as exc:  # whatever cannot be decoded never will be: a poison event
+            await self._dead_letter(msg, f"undecodable event: {type(exc).__name__}: {exc}")
             return False
         structlog.contextvars.bind_contextvars(event_id=envelope.event_id, correlation_id=envelope.correlation_id)
         try:

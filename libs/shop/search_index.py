@@ -58,6 +58,10 @@ class VersionedIndex:
 Document = dict[str, Any]
 
 
+class OutOfOrder(Exception):
+    """An aggregate's event arrived before an earlier one was applied."""
+
+
 class DocumentProjection:
     """A projection keeping one document per aggregate of `stream_type`; `document(doc, envelope, event)`
     returns the document after the event (or None if the event changes nothing here)."""
@@ -75,11 +79,17 @@ class DocumentProjection:
         if envelope.stream_type != self._stream_type:
             return
         found = await self._index.get(envelope.stream_id)
-        if found is not None and found[1] >= envelope.version:
+        applied = found[1] if found else 0
+        if applied >= envelope.version:
             return  # already applied
+        if envelope.version != applied + 1:  # never skip one: wait (retry, then DLQ) for the missing one
+            raise OutOfOrder(f"{envelope.stream_id} v{envelope.version} came before v{applied + 1}")
         doc = self._document(found[0] if found else None, envelope, event)
-        if doc is not None:
-            self._dirty |= await self._index.put(envelope.stream_id, doc, envelope.version)
+        if doc is None:
+            if found is None:
+                return
+            doc = {**found[0], "version": envelope.version}  # nothing to show, but the version moves on
+        self._dirty |= await self._index.put(envelope.stream_id, doc, envelope.version)
 
     async def flush(self) -> None:
         if self._dirty:

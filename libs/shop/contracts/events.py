@@ -139,6 +139,11 @@ def decode_data(envelope: Envelope) -> DomainEvent:
     if envelope.schema_version == current:
         return _data_decoders[envelope.type].decode(envelope.data)
     data = msgspec.json.decode(envelope.data)
-    for version in range(envelope.schema_version, current):
-        data = UPCASTERS[envelope.type, version](data)
+    try:
+        for version in range(envelope.schema_version, current):
+            data = UPCASTERS[envelope.type, version](data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise msgspec.ValidationError(
+            f"{envelope.type} schema {envelope.schema_version} cannot be upcast: {exc!r}"
+        ) from exc
     return msgspec.convert(data, cls)

@@ -1,0 +1,85 @@
+"""The projectors' consume loop against real NATS JetStream and OpenSearch: poison and out-of-order
+events go to the DLQ, the loop goes on, nothing is skipped silently."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from projector_catalog.documents import MAPPING, product_document
+from shop import messaging
+from shop.contracts.events import Envelope, ProductCreated, ProductRestocked, schema_version
+from shop.messaging import DLQ_STREAM, EVENTS_STREAM
+from shop.projection import Projector
+from shop.search_index import DocumentProjection, VersionedIndex, open_client
+from tests.conftest import OPENSEARCH_URL
+
+
+def event(stream_id: str, version: int, data, schema: int | None = None) -> bytes:
+    name = type(data).__name__ if not isinstance(data, bytes) else "ProductCreated"
+    raw = data if isinstance(data, bytes) else msgspec.json.encode(data)
+    envelope = Envelope(
+        event_id=str(uuid.uuid4()),
+        type=name,
+        schema_version=schema or schema_version(name),
+        stream_id=stream_id,
+        stream_type="product",
+        version=version,
+        occurred_at=datetime.now(UTC),
+        data=msgspec.Raw(raw),
+    )
+    return msgspec.json.encode(envelope)
+
+
+CREATED = ProductCreated(name="Mug", description="", price=100, stock=1, category="c", seller_id="s")
+
+
+@pytest.fixture
+async def nc(nats_url):
+    connection = await messaging.connect(nats_url, "test-projector")
+    await messaging.ensure_streams(connection)
+    yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def products():
+    client = open_client(OPENSEARCH_URL)
+    index = VersionedIndex(client, f"test-{uuid.uuid4().hex[:8]}-products", MAPPING)
+    await index.ensure()
+    yield index
+    await client.indices.delete(index=f"{index.alias}-v1")
+    await client.close()
+
+
+async def test_poison_and_out_of_order_events_go_to_the_dlq_and_the_projector_goes_on(nc, products):
+    js, name, p1 = nc.jetstream(), f"catalog-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    sent = [
+        event(p1, 1, CREATED),
+        b"this is not an event",
+        event(str(uuid.uuid4()), 1, b'{"name": "no categoryId"}', schema=1),  # cannot be upcast
+        event(p1, 3, ProductRestocked(quantity=100)),  # v2 has not come yet
+        event(p1, 2, ProductRestocked(quantity=5)),
+    ]
+    for payload in sent:
+        last = (await js.publish("evt.product.test", payload)).seq
+    projector = Projector(nc, name, DocumentProjection(products, "product", product_document), retry_delay=0.01)
+    await projector.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while projector.position < last:
+            assert asyncio.get_running_loop().time() < deadline, projector.position
+            await asyncio.sleep(0.05)
+        await projector.consumer_ready()  # the loop still runs
+    finally:
+        await projector.stop(5)
+        await js.delete_consumer(EVENTS_STREAM, name)
+
+    doc, version = await products.get(p1)
+    assert (doc["stock"], version) == (6, 2)  # v1 and v2 applied; v3 was not applied out of order
+    dead = [await js.get_last_msg(DLQ_STREAM, f"dlq.{name}")]
+    info = await js.stream_info(DLQ_STREAM, subjects_filter=f"dlq.{name}")
+    assert info.state.subjects == {f"dlq.{name}": 3}
+    assert "v3 came before v2" in dead[0].headers["Shop-Error"]
