@@ -10,7 +10,7 @@ import pytest
 
 from projector_catalog.documents import MAPPING, product_document
 from shop import messaging
-from shop.contracts.events import Envelope, ProductCreated, ProductRestocked, schema_version
+from shop.contracts.events import Envelope, ProductCreated, ProductRestocked, ProductStockDecreased, schema_version
 from shop.messaging import DLQ_STREAM, EVENTS_STREAM
 from shop.projection import Projector
 from shop.search_index import DocumentProjection, VersionedIndex, open_client
@@ -83,3 +83,45 @@ async def test_poison_and_out_of_order_events_go_to_the_dlq_and_the_projector_go
     info = await js.stream_info(DLQ_STREAM, subjects_filter=f"dlq.{name}")
     assert info.state.subjects == {f"dlq.{name}": 3}
     assert "v3 came before v2" in dead[0].headers["Shop-Error"]
+
+
+class FlushFailsOnce:
+    """A projection whose first flush fails after the whole batch was applied: the batch is nak'ed
+    and comes again, so every event in it is applied a second time."""
+
+    def __init__(self, inner: DocumentProjection) -> None:
+        self.inner, self.failed = inner, False
+
+    async def apply(self, envelope, event, position) -> None:
+        await self.inner.apply(envelope, event, position)
+
+    async def flush(self) -> None:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("the store went away before the batch was acknowledged")
+        await self.inner.flush()
+
+
+async def test_a_batch_nakked_after_it_was_applied_changes_nothing_when_it_comes_again(nc, products):
+    js, name, p1 = nc.jetstream(), f"catalog-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    for payload in (
+        event(p1, 1, ProductCreated(name="Mug", description="", price=100, stock=10, category="c", seller_id="s")),
+        event(p1, 2, ProductStockDecreased(quantity=3, order_id="o1")),
+        event(p1, 3, ProductRestocked(quantity=1)),
+    ):
+        last = (await js.publish("evt.product.test", payload)).seq
+    flaky = FlushFailsOnce(DocumentProjection(products, "product", product_document))
+    projector = Projector(nc, name, flaky, retry_delay=0.01)
+    await projector.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while projector.position < last:
+            assert asyncio.get_running_loop().time() < deadline, projector.position
+            await asyncio.sleep(0.05)
+    finally:
+        await projector.stop(5)
+        await js.delete_consumer(EVENTS_STREAM, name)
+
+    assert flaky.failed
+    doc, version = await products.get(p1)
+    assert (doc["stock"], version) == (8, 3)
