@@ -8,7 +8,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import asyncpg
 import httpx
@@ -19,8 +18,9 @@ from nats.aio.client import Client as NATS
 
 from command_service.adapters.event_store import Session
 from command_service.adapters.relay import RELAY_LOCK
-from shop.contracts.events import Envelope, ProductCreated, ProductStockDecreased, envelope_decoder, schema_version
+from shop.contracts.events import Envelope, ProductCreated, ProductStockDecreased, envelope_decoder
 from shop.messaging import EVENTS_STREAM
+from tests.envelopes import envelope
 
 pytestmark = pytest.mark.e2e
 
@@ -86,20 +86,6 @@ async def published_after(nc: NATS, sequence: int) -> list[Published]:
     js = nc.jetstream()
     messages = [await js.get_msg(EVENTS_STREAM, seq) for seq in range(sequence + 1, await last_sequence(nc) + 1)]
     return [Published(m.seq, m.headers["Nats-Msg-Id"], envelope_decoder.decode(m.data)) for m in messages]
-
-
-def envelope(stream_id: str, version: int, event: ProductCreated | ProductStockDecreased) -> Envelope:
-    return Envelope(
-        event_id=str(uuid.uuid4()),
-        type=type(event).__name__,
-        schema_version=schema_version(type(event).__name__),
-        stream_id=stream_id,
-        stream_type="product",
-        version=version,
-        occurred_at=datetime.now(UTC),
-        correlation_id="outbox-recovery-test",
-        data=msgspec.Raw(msgspec.json.encode(event)),
-    )
 
 
 async def test_events_committed_before_a_crash_are_published_once_after_the_restart(

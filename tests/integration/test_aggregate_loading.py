@@ -1,30 +1,13 @@
 """Loading aggregates from the real event store: snapshots and upcasting of old schemas."""
 
-import uuid
-from datetime import UTC, datetime
-
 import msgspec
 import pytest
 
 from command_service.adapters.event_store import EventStore, create_pool, migrate
 from command_service.domain.product import Product
 from command_service.handlers import load
-from shop.contracts.events import Envelope, ProductCreated, ProductRestocked, schema_version
-
-
-def envelope(stream_id: str, version: int, event, schema: int | None = None, data: bytes | None = None) -> Envelope:
-    name = type(event).__name__
-    return Envelope(
-        event_id=str(uuid.uuid4()),
-        type=name,
-        schema_version=schema or schema_version(name),
-        stream_id=stream_id,
-        stream_type="product",
-        version=version,
-        occurred_at=datetime.now(UTC),
-        data=msgspec.Raw(data or msgspec.json.encode(event)),
-    )
-
+from shop.contracts.events import Envelope, ProductCreated, ProductRestocked
+from tests.envelopes import envelope
 
 CREATED = ProductCreated(name="Phone", description="", price=100, stock=0, category="c", seller_id="s")
 

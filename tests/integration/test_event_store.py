@@ -1,28 +1,16 @@
 """The event store against a real PostgreSQL."""
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
 from command_service.adapters.event_store import EventStore, create_pool, migrate
-from shop.contracts.events import Envelope, ProductStockDecreased
+from shop.contracts.events import ProductStockDecreased
 from shop.errors import ConcurrencyError
+from tests.envelopes import envelope
 
-
-def event(stream_id: str, version: int) -> Envelope:
-    return Envelope(
-        event_id=str(uuid.uuid4()),
-        type="ProductStockDecreased",
-        stream_id=stream_id,
-        stream_type="product",
-        version=version,
-        occurred_at=datetime.now(UTC),
-        correlation_id="c1",
-        data=msgspec.Raw(msgspec.json.encode(ProductStockDecreased(quantity=version, order_id="o"))),
-    )
+DECREASED = ProductStockDecreased(quantity=1, order_id="o")
 
 
 @pytest.fixture
@@ -36,7 +24,10 @@ async def pool(database_url):
 
 async def test_appended_events_load_in_version_order_with_an_outbox_row_each(pool):
     store = EventStore(pool)
-    written = [event("p1", 1), event("p1", 2)]
+    written = [
+        envelope("p1", 1, DECREASED),
+        envelope("p1", 2, DECREASED),
+    ]
     async with store.session(["p1"]) as session:
         await session.append(written)
     async with store.session(["p1"]) as session:
@@ -52,10 +43,15 @@ async def test_appended_events_load_in_version_order_with_an_outbox_row_each(poo
 async def test_a_taken_version_is_a_concurrency_error_and_nothing_is_written(pool):
     store = EventStore(pool)
     async with store.session(["p1"]) as session:
-        await session.append([event("p1", 1)])
+        await session.append([envelope("p1", 1, DECREASED)])
     with pytest.raises(ConcurrencyError):
         async with store.session(["p1", "p2"]) as session:
-            await session.append([event("p2", 1), event("p1", 1)])
+            await session.append(
+                [
+                    envelope("p2", 1, DECREASED),
+                    envelope("p1", 1, DECREASED),
+                ]
+            )
     assert await pool.fetchval("select count(*) from events") == 1
     assert await pool.fetchval("select count(*) from outbox") == 1
 
@@ -67,7 +63,7 @@ async def test_sessions_on_the_same_stream_queue_instead_of_conflicting(pool):
         async with store.session(["p1"]) as session:
             version = len(await session.load("p1")) + 1
             await asyncio.sleep(0.01)  # widen the window between read and write
-            await session.append([event("p1", version)])
+            await session.append([envelope("p1", version, DECREASED)])
 
     await asyncio.gather(*(append_next() for _ in range(10)))
     versions = await pool.fetch("select version from events where stream_id = 'p1' order by version")

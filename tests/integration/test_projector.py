@@ -3,34 +3,22 @@ events go to the DLQ, the loop goes on, nothing is skipped silently."""
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
 from projector_catalog.documents import MAPPING, product_document
 from shop import messaging
-from shop.contracts.events import Envelope, ProductCreated, ProductRestocked, ProductStockDecreased, schema_version
+from shop.contracts.events import DomainEvent, ProductCreated, ProductRestocked, ProductStockDecreased
 from shop.messaging import DLQ_STREAM, EVENTS_STREAM
 from shop.projection import Projector
 from shop.search_index import DocumentProjection, VersionedIndex, open_client
 from tests.conftest import OPENSEARCH_URL
+from tests.envelopes import envelope
 
 
-def event(stream_id: str, version: int, data, schema: int | None = None) -> bytes:
-    name = type(data).__name__ if not isinstance(data, bytes) else "ProductCreated"
-    raw = data if isinstance(data, bytes) else msgspec.json.encode(data)
-    envelope = Envelope(
-        event_id=str(uuid.uuid4()),
-        type=name,
-        schema_version=schema or schema_version(name),
-        stream_id=stream_id,
-        stream_type="product",
-        version=version,
-        occurred_at=datetime.now(UTC),
-        data=msgspec.Raw(raw),
-    )
-    return msgspec.json.encode(envelope)
+def event(stream_id: str, version: int, domain_event: DomainEvent, **options) -> bytes:
+    return msgspec.json.encode(envelope(stream_id, version, domain_event, **options))
 
 
 CREATED = ProductCreated(name="Mug", description="", price=100, stock=1, category="c", seller_id="s")
@@ -59,7 +47,7 @@ async def test_poison_and_out_of_order_events_go_to_the_dlq_and_the_projector_go
     sent = [
         event(p1, 1, CREATED),
         b"this is not an event",
-        event(str(uuid.uuid4()), 1, b'{"name": "no categoryId"}', schema=1),  # cannot be upcast
+        event(str(uuid.uuid4()), 1, CREATED, schema=1, data=b'{"name": "no categoryId"}'),  # cannot be upcast
         event(p1, 3, ProductRestocked(quantity=100)),  # v2 has not come yet
         event(p1, 2, ProductRestocked(quantity=5)),
     ]
