@@ -33,6 +33,10 @@ test *args:
     deploy/infra.sh start
     python -m pytest {{args}}
 
+# list, re-drive or drop dead letters: just dlq list | redrive [--projector P] [--seq N...] | drop --seq N...
+dlq *args:
+    @python -m shop.dlq {{args}}
+
 # how long a write takes to become visible in each read model (starts the system if needed)
 bench writes="1000": up
     python -W ignore tests/bench/visibility.py --writes {{writes}}

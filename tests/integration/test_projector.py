@@ -2,6 +2,8 @@
 events go to the DLQ, the loop goes on, nothing is skipped silently."""
 
 import asyncio
+import subprocess
+import sys
 import uuid
 
 import msgspec
@@ -10,6 +12,7 @@ import pytest
 from projector_catalog.documents import MAPPING, product_document
 from shop import messaging
 from shop.contracts.events import DomainEvent, ProductCreated, ProductRestocked, ProductStockDecreased
+from shop.dlq import DeadLetter, dead_letters, redrive
 from shop.messaging import DLQ_STREAM, EVENTS_STREAM
 from shop.projection import Projector
 from shop.search_index import DocumentProjection, VersionedIndex, open_client
@@ -113,3 +116,48 @@ async def test_a_batch_nakked_after_it_was_applied_changes_nothing_when_it_comes
     assert flaky.failed
     doc, version = await products.get(p1)
     assert (doc["stock"], version) == (8, 3)
+
+
+async def test_a_dead_letter_re_driven_after_the_missing_event_came_is_applied(nc, products, nats_url):
+    js, name, p1 = nc.jetstream(), f"catalog-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    for payload in (event(p1, 1, CREATED), event(p1, 3, ProductRestocked(quantity=100))):
+        await js.publish("evt.product.test", payload)
+    projector = Projector(nc, name, DocumentProjection(products, "product", product_document), retry_delay=0.01)
+    await projector.start()
+    try:
+
+        async def v3_dead() -> list[DeadLetter]:  # the stream also holds other tests' poison events
+            return [d for d in await dead_letters(js, name) if p1 in d.event]
+
+        await eventually(v3_dead, "v3 is dead-lettered")
+        await js.publish("evt.product.test", event(p1, 2, ProductRestocked(quantity=5)))
+        listed = subprocess.run(
+            [sys.executable, "-m", "shop.dlq", "list", "--projector", name, "--nats-url", nats_url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert listed.returncode == 0 and f"ProductRestocked product/{p1} v3" in listed.stdout, listed
+
+        [letter] = await v3_dead()
+        await redrive(js, letter)
+
+        async def v3_applied():
+            found = await products.get(p1)
+            return found and found[1] == 3
+
+        await eventually(v3_applied, "the re-driven v3 is applied")
+    finally:
+        await projector.stop(5)
+        await js.delete_consumer(EVENTS_STREAM, name)
+    doc, _ = await products.get(p1)
+    assert doc["stock"] == 106
+    assert [d for d in await dead_letters(js, name) if p1 in d.event] == []
+
+
+async def eventually(probe, what: str, timeout: float = 20.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := await probe()):
+        assert asyncio.get_running_loop().time() < deadline, f"not within {timeout}s: {what}"
+        await asyncio.sleep(0.05)
+    return result
