@@ -3,12 +3,10 @@
 from datetime import date
 
 from litestar import Controller, Response, get
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 
 from gateway.auth import require_admin
-from gateway.bus import Bus
-from gateway.dependencies import query_response
-from shop.contracts.commands import Actor
+from gateway.dependencies import BusDependency, Caller, MinPosition, RequestId, query_response
 from shop.contracts.queries import GetAnalyticsSummary
 from shop.contracts.views import AnalyticsSummary
 
@@ -20,12 +18,12 @@ class AnalyticsController(Controller):
     @get("/summary", summary="Revenue, order count, average order value, by day, top products (admin)")
     async def summary(
         self,
-        bus: Bus,
-        actor: Actor | None,
-        request_id: str,
-        min_position: int,
-        date_from: date | None = Parameter(query="from", default=None),
-        date_to: date | None = Parameter(query="to", default=None),
+        bus: BusDependency,
+        actor: Caller,
+        request_id: RequestId,
+        min_position: MinPosition,
+        date_from: date | None = QueryParameter(name="from", default=None),
+        date_to: date | None = QueryParameter(name="to", default=None),
     ) -> Response[AnalyticsSummary]:
         query = GetAnalyticsSummary(date_from=date_from, date_to=date_to)
         reply = await bus.query(query, require_admin(actor), request_id, min_position)

@@ -11,10 +11,13 @@ from jwt.warnings import InsecureKeyLengthWarning
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.analytics import AnalyticsController
+from gateway.auth import rate_limit_key
 from gateway.bus import Bus
 from gateway.dependencies import provide_actor, provide_bus, provide_min_position, provide_request_id
 from gateway.orders import AdminOrderController, OrderController
@@ -67,6 +70,17 @@ async def add_request_id(message: Message, scope: Scope) -> None:
         message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
 
 
+def rate_limit(settings: Settings) -> list[DefineMiddleware]:
+    if not settings.rate_limit_per_minute:
+        return []
+    config = RateLimitConfig(
+        rate_limit=("minute", settings.rate_limit_per_minute),
+        exclude=["/health", "/metrics", "/schema"],
+        identifier_for_request=lambda request: rate_limit_key(request, settings.jwt_secret, settings.jwt_algorithm),
+    )
+    return [config.middleware]
+
+
 def create_app(settings: Settings) -> Litestar:
     if settings.environment == "production" and settings.jwt_secret == DEV_JWT_SECRET:
         raise SystemExit("refusing to start in production with the development JWT secret: set GATEWAY_JWT_SECRET")
@@ -104,7 +118,7 @@ def create_app(settings: Settings) -> Litestar:
             "min_position": Provide(provide_min_position, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware],
+        middleware=[request_id_middleware, *rate_limit(settings)],
         before_send=[add_request_id],
         lifespan=[lifespan],
         state=State({"settings": settings}),

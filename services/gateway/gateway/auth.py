@@ -34,3 +34,12 @@ def require_admin(actor: Actor | None) -> Actor:
     if not require_user(actor).is_admin:
         raise Forbidden("this route needs the admin role")
     return actor
+
+
+def rate_limit_key(request: Request, secret: str, algorithm: str) -> str:
+    """Callers are limited per user; callers without a (valid) token per address."""
+    try:
+        actor = actor_from(request, secret, algorithm)
+    except Unauthorized:
+        actor = None
+    return f"user:{actor.user_id}" if actor else f"address:{request.client.host if request.client else 'unknown'}"

@@ -5,6 +5,7 @@ from typing import TypeVar
 import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 
 from gateway.auth import actor_from
 from gateway.bus import Bus
@@ -13,6 +14,12 @@ from shop.contracts.replies import Reply
 from shop.errors import ValidationFailed
 
 T = TypeVar("T")
+
+# what route handlers declare to receive the dependencies the app provides
+BusDependency = NamedDependency[Bus]
+Caller = NamedDependency[Actor | None]
+RequestId = NamedDependency[str]
+MinPosition = NamedDependency[int]
 
 
 def provide_bus(state: State) -> Bus:

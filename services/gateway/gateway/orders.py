@@ -4,14 +4,13 @@ from datetime import datetime
 from typing import Annotated
 
 from litestar import Controller, Response, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
 from msgspec import Meta, Struct
 
 from gateway.auth import require_admin, require_user
-from gateway.bus import Bus
-from gateway.dependencies import query_response
+from gateway.dependencies import BusDependency, Caller, MinPosition, RequestId, query_response
 from gateway.products import IdempotencyKey, PageNumber, PageSize
-from shop.contracts.commands import Actor, CancelOrder, PayOrder, PlaceOrder, ShipOrder
+from shop.contracts.commands import CancelOrder, PayOrder, PlaceOrder, ShipOrder
 from shop.contracts.queries import GetOrder, ListOrders, OrderStatus, SearchOrders
 from shop.contracts.replies import CommandResult
 from shop.contracts.views import OrderPage, OrderView
@@ -28,10 +27,10 @@ class OrderController(Controller):
     @post("/", status_code=201, summary="Place an order (reserves stock on every product, all or nothing)")
     async def place_order(
         self,
-        data: PlaceOrder,
-        bus: Bus,
-        actor: Actor | None,
-        request_id: str,
+        data: JSONBody[PlaceOrder],
+        bus: BusDependency,
+        actor: Caller,
+        request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         return await bus.command(data, require_user(actor), request_id, idempotency_key)
@@ -39,11 +38,11 @@ class OrderController(Controller):
     @get("/", summary="The caller's orders, newest first")
     async def list_orders(
         self,
-        bus: Bus,
-        actor: Actor | None,
-        request_id: str,
-        min_position: int,
-        status: OrderStatus | None = None,
+        bus: BusDependency,
+        actor: Caller,
+        request_id: RequestId,
+        min_position: MinPosition,
+        status: FromQuery[OrderStatus | None] = None,
         page: int = PageNumber,
         size: int = PageSize,
     ) -> Response[OrderPage]:
@@ -53,10 +52,10 @@ class OrderController(Controller):
     @post("/{order_id:str}/pay", status_code=200, summary="Pay an order (owner or admin)")
     async def pay_order(
         self,
-        order_id: str,
-        bus: Bus,
-        actor: Actor | None,
-        request_id: str,
+        order_id: FromPath[str],
+        bus: BusDependency,
+        actor: Caller,
+        request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         return await bus.command(PayOrder(order_id=order_id), require_user(actor), request_id, idempotency_key)
@@ -64,11 +63,11 @@ class OrderController(Controller):
     @post("/{order_id:str}/cancel", status_code=200, summary="Cancel an order before shipping (owner or admin)")
     async def cancel_order(
         self,
-        order_id: str,
-        bus: Bus,
-        actor: Actor | None,
-        request_id: str,
-        data: Cancellation | None = None,
+        order_id: FromPath[str],
+        bus: BusDependency,
+        actor: Caller,
+        request_id: RequestId,
+        data: JSONBody[Cancellation | None] = None,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = CancelOrder(order_id=order_id, reason=data.reason if data else "")
@@ -76,7 +75,12 @@ class OrderController(Controller):
 
     @get("/{order_id:str}", summary="Order detail with status history (owner or admin)")
     async def get_order(
-        self, order_id: str, bus: Bus, actor: Actor | None, request_id: str, min_position: int
+        self,
+        order_id: FromPath[str],
+        bus: BusDependency,
+        actor: Caller,
+        request_id: RequestId,
+        min_position: MinPosition,
     ) -> Response[OrderView]:
         reply = await bus.query(GetOrder(id=order_id), require_user(actor), request_id, min_position)
         return query_response(reply, OrderView)
@@ -89,14 +93,14 @@ class AdminOrderController(Controller):
     @get("/search", summary="Search orders by product name or order id, status and date range (admin)")
     async def search_orders(
         self,
-        bus: Bus,
-        actor: Actor | None,
-        request_id: str,
-        min_position: int,
+        bus: BusDependency,
+        actor: Caller,
+        request_id: RequestId,
+        min_position: MinPosition,
         q: str | None = Parameter(default=None, min_length=1, max_length=200),
-        status: OrderStatus | None = None,
-        placed_from: datetime | None = Parameter(query="from", default=None),
-        placed_to: datetime | None = Parameter(query="to", default=None),
+        status: FromQuery[OrderStatus | None] = None,
+        placed_from: datetime | None = QueryParameter(name="from", default=None),
+        placed_to: datetime | None = QueryParameter(name="to", default=None),
         page: int = PageNumber,
         size: int = PageSize,
     ) -> Response[OrderPage]:
@@ -106,10 +110,10 @@ class AdminOrderController(Controller):
     @post("/{order_id:str}/ship", status_code=200, summary="Ship a paid order (admin)")
     async def ship_order(
         self,
-        order_id: str,
-        bus: Bus,
-        actor: Actor | None,
-        request_id: str,
+        order_id: FromPath[str],
+        bus: BusDependency,
+        actor: Caller,
+        request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         return await bus.command(ShipOrder(order_id=order_id), require_admin(actor), request_id, idempotency_key)

@@ -3,20 +3,19 @@
 from typing import Annotated
 
 from litestar import Controller, Response, get, post, put
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter, QueryParameter
 from msgspec import Meta, Struct
 
 from gateway.auth import require_admin, require_user
-from gateway.bus import Bus
-from gateway.dependencies import query_response
-from shop.contracts.commands import Actor, AddReview, ChangePrice, CreateProduct, Money, Quantity, Restock
+from gateway.dependencies import BusDependency, Caller, MinPosition, RequestId, query_response
+from shop.contracts.commands import AddReview, ChangePrice, CreateProduct, Money, Quantity, Restock
 from shop.contracts.queries import GetProduct, ListProducts, PopularProducts, ProductSort, SearchProducts
 from shop.contracts.replies import CommandResult
 from shop.contracts.views import PopularProductList, ProductDetail, ProductPage, ProductSearchPage
 
-IdempotencyKey = Parameter(header="Idempotency-Key", default=None, max_length=200)
-PageNumber = Parameter(query="page", ge=1, le=10_000, default=1)
-PageSize = Parameter(query="size", ge=1, le=100, default=20)
+IdempotencyKey = HeaderParameter(name="Idempotency-Key", default=None, max_length=200)
+PageNumber = QueryParameter(name="page", ge=1, le=10_000, default=1)
+PageSize = QueryParameter(name="size", ge=1, le=100, default=20)
 
 
 class NewPrice(Struct, frozen=True, kw_only=True):
@@ -40,10 +39,10 @@ class ProductController(Controller):
     @post("/admin/products", status_code=201, summary="Create a product (admin)")
     async def create_product(
         self,
-        data: CreateProduct,
-        bus: Bus,
-        actor: Actor | None,
-        request_id: str,
+        data: JSONBody[CreateProduct],
+        bus: BusDependency,
+        actor: Caller,
+        request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         return await bus.command(data, require_admin(actor), request_id, idempotency_key)
@@ -51,11 +50,11 @@ class ProductController(Controller):
     @put("/admin/products/{product_id:str}/price", summary="Change a price (admin; at most doubles at once)")
     async def change_price(
         self,
-        product_id: str,
-        data: NewPrice,
-        bus: Bus,
-        actor: Actor | None,
-        request_id: str,
+        product_id: FromPath[str],
+        data: JSONBody[NewPrice],
+        bus: BusDependency,
+        actor: Caller,
+        request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = ChangePrice(product_id=product_id, new_price=data.new_price, reason=data.reason)
@@ -64,11 +63,11 @@ class ProductController(Controller):
     @post("/admin/products/{product_id:str}/restock", status_code=200, summary="Add stock (admin)")
     async def restock(
         self,
-        product_id: str,
-        data: NewStock,
-        bus: Bus,
-        actor: Actor | None,
-        request_id: str,
+        product_id: FromPath[str],
+        data: JSONBody[NewStock],
+        bus: BusDependency,
+        actor: Caller,
+        request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = Restock(product_id=product_id, quantity=data.quantity)
@@ -77,11 +76,11 @@ class ProductController(Controller):
     @post("/products/{product_id:str}/reviews", status_code=201, summary="Review a product (one per user)")
     async def add_review(
         self,
-        product_id: str,
-        data: NewReview,
-        bus: Bus,
-        actor: Actor | None,
-        request_id: str,
+        product_id: FromPath[str],
+        data: JSONBody[NewReview],
+        bus: BusDependency,
+        actor: Caller,
+        request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = AddReview(product_id=product_id, rating=data.rating, text=data.text)
@@ -90,11 +89,11 @@ class ProductController(Controller):
     @get("/products", summary="Products of a category, sorted and paged")
     async def list_products(
         self,
-        bus: Bus,
-        request_id: str,
-        min_position: int,
+        bus: BusDependency,
+        request_id: RequestId,
+        min_position: MinPosition,
         category: str | None = Parameter(default=None, max_length=200),
-        sort: ProductSort = "newest",
+        sort: FromQuery[ProductSort] = "newest",
         page: int = PageNumber,
         size: int = PageSize,
     ) -> Response[ProductPage]:
@@ -104,14 +103,14 @@ class ProductController(Controller):
     @get("/products/search", summary="Full-text search with the matched words of the name highlighted")
     async def search_products(
         self,
-        bus: Bus,
-        request_id: str,
-        min_position: int,
+        bus: BusDependency,
+        request_id: RequestId,
+        min_position: MinPosition,
         q: str = Parameter(min_length=1, max_length=200),
         category: str | None = Parameter(default=None, max_length=200),
         min_price: int | None = Parameter(default=None, ge=0),
         max_price: int | None = Parameter(default=None, ge=0),
-        sort: ProductSort | None = None,
+        sort: FromQuery[ProductSort | None] = None,
         page: int = PageNumber,
         size: int = PageSize,
     ) -> Response[ProductSearchPage]:
@@ -122,14 +121,18 @@ class ProductController(Controller):
 
     @get("/products/popular", summary="Best sellers by units sold")
     async def popular_products(
-        self, bus: Bus, request_id: str, min_position: int, limit: int = Parameter(ge=1, le=100, default=10)
+        self,
+        bus: BusDependency,
+        request_id: RequestId,
+        min_position: MinPosition,
+        limit: int = Parameter(ge=1, le=100, default=10),
     ) -> Response[PopularProductList]:
         reply = await bus.query(PopularProducts(limit=limit), None, request_id, min_position)
         return query_response(reply, PopularProductList)
 
     @get("/products/{product_id:str}", summary="Product detail")
     async def get_product(
-        self, product_id: str, bus: Bus, request_id: str, min_position: int
+        self, product_id: FromPath[str], bus: BusDependency, request_id: RequestId, min_position: MinPosition
     ) -> Response[ProductDetail]:
         reply = await bus.query(GetProduct(id=product_id), None, request_id, min_position)
         return query_response(reply, ProductDetail)

@@ -9,3 +9,4 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     jwt_algorithm: str = "HS256"
     command_timeout: float = 10.0
     query_timeout: float = 8.0  # covers the query-service's bounded wait for read-your-writes
+    rate_limit_per_minute: int = 6000  # per user (per address without a token); 0 turns it off

@@ -9,8 +9,7 @@ from litestar import Controller, get
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from gateway.auth import require_user
-from gateway.bus import Bus
-from shop.contracts.commands import Actor
+from gateway.dependencies import BusDependency, Caller, RequestId
 from shop.contracts.queries import GetSyncPositions
 from shop.contracts.views import SyncPositions
 
@@ -22,14 +21,14 @@ class SyncController(Controller):
     tags = ["sync"]
 
     @get("/", summary="Projection progress as Server-Sent Events (event: position)")
-    async def sync(self, bus: Bus, actor: Actor | None, request_id: str) -> ServerSentEvent:
+    async def sync(self, bus: BusDependency, actor: Caller, request_id: RequestId) -> ServerSentEvent:
         require_user(actor)
         reply = await bus.query(GetSyncPositions(), actor, request_id, 0)
         current = msgspec.json.decode(reply.result, type=SyncPositions).positions
         return ServerSentEvent(progress(bus, current))
 
 
-async def progress(bus: Bus, current: dict[str, int]) -> AsyncIterator[ServerSentEventMessage]:
+async def progress(bus: BusDependency, current: dict[str, int]) -> AsyncIterator[ServerSentEventMessage]:
     """First every projection's position, then each advance as it is announced."""
     for projector, position in current.items():
         yield position_message(projector, position)
