@@ -33,6 +33,10 @@ test *args:
     deploy/infra.sh start
     python -m pytest {{args}}
 
+# rebuild one read model with no downtime: just rebuild catalog | order-list | analytics
+rebuild projector:
+    @python -m shop.rebuild {{projector}}
+
 # list, re-drive or drop dead letters: just dlq list | redrive [--projector P] [--seq N...] | drop --seq N...
 dlq *args:
     @python -m shop.dlq {{args}}

@@ -87,8 +87,11 @@ def main(service: str, settings_type: type[S], create_app: Callable[[S], Litesta
     serve(create_app(settings), settings)
 
 
-def ops_app(readiness: Readiness, lifespan: Callable) -> Litestar:
-    """The HTTP app of a process whose only HTTP is ops: health and metrics, no OpenAPI."""
+def ops_app(readiness: Readiness, lifespan: Callable, more_handlers: list | None = None) -> Litestar:
+    """The HTTP app of a process whose only HTTP is ops: health, metrics (and more_handlers), no OpenAPI."""
     return Litestar(
-        route_handlers=ops_handlers(readiness), lifespan=[lifespan], openapi_config=None, logging_config=None
+        route_handlers=[*ops_handlers(readiness), *(more_handlers or [])],
+        lifespan=[lifespan],
+        openapi_config=None,
+        logging_config=None,
     )

@@ -3,23 +3,17 @@ stream order, poison events to DLQ, progress announced on `proj.<name>.position`
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import msgspec
 import structlog
-from litestar import Litestar
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from shop import messaging
 from shop.contracts.events import DomainEvent, Envelope, decode_data, envelope_decoder
 from shop.messaging import EVENTS_STREAM
 from shop.metrics import EVENTS_FAILED, EVENTS_HANDLED, PROJECTION_LAG, PROJECTION_POSITION
-from shop.ops import Check, Readiness, ops_app
-from shop.settings import CommonSettings
 
 log = structlog.get_logger()
 
@@ -51,8 +45,11 @@ class Projector:
         batch: int = 100,
         max_attempts: int = 5,
         retry_delay: float = 0.2,
+        announce: bool = True,  # publish progress on proj.<name>.position (a rebuild's replay does not)
+        dead_letters: str | None = None,  # the DLQ subject, dlq.<name> unless given
     ) -> None:
         self._nc, self._js = nc, nc.jetstream()
+        self._announce, self._dead_letters = announce, dead_letters or f"dlq.{name}"
         self.name = name
         self._projection = projection
         self._batch, self._max_attempts, self._retry_delay = batch, max_attempts, retry_delay
@@ -121,9 +118,10 @@ class Projector:
         self.position = last.sequence.stream
         PROJECTION_POSITION.labels(projector=self.name).set(self.position)
         PROJECTION_LAG.labels(projector=self.name).set(last.num_pending)
-        await self._nc.publish(
-            position_subject(self.name), msgspec.json.encode(Position(projector=self.name, position=self.position))
-        )
+        if self._announce:
+            await self._nc.publish(
+                position_subject(self.name), msgspec.json.encode(Position(projector=self.name, position=self.position))
+            )
 
     async def _handle(self, msg: Msg) -> bool:
         """Apply one message, retrying with backoff; False once it has gone to the DLQ."""
@@ -156,34 +154,7 @@ class Projector:
         seq = msg.metadata.sequence.stream
         log.error("event_dead_lettered", stream_seq=seq, reason=reason)
         await self._js.publish(
-            f"dlq.{self.name}",
+            self._dead_letters,
             msg.data,
             headers={"Nats-Msg-Id": f"{self.name}:{seq}", "Shop-Error": reason[:1000], "Shop-Stream-Seq": str(seq)},
         )
-
-
-StoreFactory = Callable[[], AbstractAsyncContextManager[tuple[Projection, dict[str, Check]]]]
-
-
-def projector_app(name: str, settings: CommonSettings, open_store: StoreFactory) -> Litestar:
-    """The whole process of a projector: its store, the consume loop, ops endpoints, graceful stop."""
-    readiness = Readiness()
-
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_store() as (projection, checks):
-            nc = await messaging.connect(settings.nats_url, f"projector-{name}")
-            await messaging.ensure_streams(nc)
-            projector = Projector(nc, name, projection)
-            await projector.start()
-            readiness.checks.update(checks, nats=lambda: nc.flush(timeout=1), consumer=projector.consumer_ready)
-            log.info("started", projector=name, position=projector.position, port=settings.http_port)
-            try:
-                yield
-            finally:
-                readiness.checks.clear()
-                await projector.stop(settings.shutdown_timeout)
-                await nc.drain()
-                log.info("stopped", projector=name, position=projector.position)
-
-    return ops_app(readiness, lifespan)

@@ -10,8 +10,13 @@ ORDERS_ALIAS = "orders"
 PRODUCTS_ALIAS = "products"
 
 
+def analytics_pointer(base: str) -> str:
+    """The key naming the active generation (a key prefix) of the analytics read model."""
+    return f"{base}current"
+
+
 class AnalyticsKeys:
-    """Redis keys of the analytics read model under one prefix (a rebuild writes a new prefix)."""
+    """Redis keys of one generation of the analytics read model."""
 
     def __init__(self, prefix: str = "analytics:") -> None:
         self.prefix = prefix
@@ -42,10 +47,5 @@ class AnalyticsKeys:
     def ratings(self) -> str:  # hash: rating (1..5) -> number of reviews
         return f"{self.prefix}ratings"
 
-    @property
-    def applied(self) -> str:  # hash: stream id -> last applied version
-        return f"{self.prefix}applied"
-
-    @property
-    def position(self) -> str:  # last stream sequence applied
-        return f"{self.prefix}position"
+    # also `applied` (hash: stream id -> last applied version) and `position` (last stream sequence
+    # applied), which only the projector's Lua script touches

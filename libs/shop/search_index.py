@@ -10,7 +10,7 @@ from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 
 from shop.contracts.events import DomainEvent, Envelope
-from shop.projection import projector_app
+from shop.projector_app import projector_app
 from shop.settings import CommonSettings
 
 
@@ -102,6 +102,44 @@ class SearchProjectorSettings(CommonSettings, frozen=True, kw_only=True):
     index_prefix: str = ""  # lets tests and parallel systems share one OpenSearch
 
 
+class DocumentReadModel:
+    """Documents of one aggregate type; its generations are indexes `<alias>-v<n>`, and the alias
+    points at the active one, so readers and the live projection switch in one step."""
+
+    def __init__(
+        self,
+        client: AsyncOpenSearch,
+        alias: str,
+        mapping: dict[str, Any],
+        stream_type: str,
+        document: Callable[[Document | None, Envelope, DomainEvent], Document | None],
+    ) -> None:
+        self._client, self._alias, self._mapping = client, alias, mapping
+        self._stream_type, self._document = stream_type, document
+        self.index = VersionedIndex(client, alias, mapping)
+        self.live = DocumentProjection(self.index, stream_type, document)
+        self.checks = {"opensearch": self.index.ping}
+
+    async def new_generation(self) -> tuple[str, DocumentProjection]:
+        existing = await self._client.indices.get(index=f"{self._alias}-v*", allow_no_indices=True)
+        number = max((int(name.rsplit("-v", 1)[1]) for name in existing), default=0) + 1
+        generation = f"{self._alias}-v{number}"
+        await self._client.indices.create(index=generation, body=self._mapping)
+        index = VersionedIndex(self._client, generation, self._mapping)
+        return generation, DocumentProjection(index, self._stream_type, self._document)
+
+    async def activate(self, generation: str) -> str | None:
+        current = list(await self._client.indices.get_alias(name=self._alias))
+        actions = [{"remove": {"index": index, "alias": self._alias}} for index in current]
+        await self._client.indices.update_aliases(
+            body={"actions": [*actions, {"add": {"index": generation, "alias": self._alias}}]}
+        )
+        return current[0] if current else None
+
+    async def retire(self, generation: str) -> None:
+        await self._client.indices.delete(index=generation)
+
+
 def document_projector_app(
     name: str,
     settings: SearchProjectorSettings,
@@ -111,13 +149,13 @@ def document_projector_app(
     document: Callable[[Document | None, Envelope, DomainEvent], Document | None],
 ) -> Litestar:
     @asynccontextmanager
-    async def open_store() -> AsyncIterator[tuple[DocumentProjection, dict]]:
+    async def open_read_model() -> AsyncIterator[DocumentReadModel]:
         client = open_client(settings.opensearch_url)
         try:
-            index = VersionedIndex(client, settings.index_prefix + alias, mapping)
-            await index.ensure()
-            yield DocumentProjection(index, stream_type, document), {"opensearch": index.ping}
+            read_model = DocumentReadModel(client, settings.index_prefix + alias, mapping, stream_type, document)
+            await read_model.index.ensure()
+            yield read_model
         finally:
             await client.close()
 
-    return projector_app(name, settings, open_store)
+    return projector_app(name, settings, open_read_model)

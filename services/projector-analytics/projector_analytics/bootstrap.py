@@ -6,19 +6,21 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from redis.asyncio import Redis
 
-from projector_analytics.adapters.counters import AnalyticsProjection
+from projector_analytics.adapters.counters import AnalyticsReadModel
 from projector_analytics.settings import Settings
-from shop.projection import projector_app
-from shop.read_models import ANALYTICS, AnalyticsKeys
+from shop.projector_app import projector_app
+from shop.read_models import ANALYTICS
 
 
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
-    async def open_store() -> AsyncIterator[tuple[AnalyticsProjection, dict]]:
+    async def open_read_model() -> AsyncIterator[AnalyticsReadModel]:
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, health_check_interval=30)
         try:
-            yield AnalyticsProjection(redis, AnalyticsKeys(settings.analytics_prefix)), {"redis": redis.ping}
+            read_model = AnalyticsReadModel(redis, settings.analytics_prefix)
+            await read_model.ensure()
+            yield read_model
         finally:
             await redis.aclose()
 
-    return projector_app(ANALYTICS, settings, open_store)
+    return projector_app(ANALYTICS, settings, open_read_model)

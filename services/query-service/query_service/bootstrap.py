@@ -13,7 +13,7 @@ from query_service.handlers import QueryHandlers
 from query_service.settings import Settings
 from shop import messaging
 from shop.ops import Readiness, ops_app
-from shop.read_models import ORDERS_ALIAS, PRODUCTS_ALIAS, AnalyticsKeys
+from shop.read_models import ORDERS_ALIAS, PRODUCTS_ALIAS
 from shop.search_index import open_client
 
 log = structlog.get_logger()
@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> Litestar:
             await positions.start()
             orders = SearchDocuments(search, settings.index_prefix + ORDERS_ALIAS)
             products = SearchDocuments(search, settings.index_prefix + PRODUCTS_ALIAS)
-            analytics = AnalyticsCounters(redis, AnalyticsKeys(settings.analytics_prefix))
+            analytics = AnalyticsCounters(redis, settings.analytics_prefix)
             handlers = QueryHandlers(orders, products, analytics, positions, settings.consistency_wait)
             responder = messaging.Responder(nc)
             await responder.serve("qry.>", "query-service", handlers.answer)

@@ -6,7 +6,7 @@ from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import NotFoundError as DocumentMissing
 from redis.asyncio import Redis
 
-from shop.read_models import AnalyticsKeys
+from shop.read_models import AnalyticsKeys, analytics_pointer
 
 
 class SearchDocuments:
@@ -29,44 +29,53 @@ class SearchDocuments:
 
 
 class AnalyticsCounters:
-    def __init__(self, redis: Redis, keys: AnalyticsKeys) -> None:
-        self._redis, self._keys = redis, keys
+    """Reads the active generation of the analytics read model (a rebuild switches it)."""
+
+    def __init__(self, redis: Redis, base: str) -> None:
+        self._redis, self._pointer = redis, analytics_pointer(base)
+
+    async def _keys(self) -> AnalyticsKeys:
+        active = await self._redis.get(self._pointer)
+        return AnalyticsKeys(active.decode() if active else f"{self._pointer}:none:")  # none yet: empty
 
     async def days(self, date_from: date | None, date_to: date | None) -> list[tuple[str, int, int]]:
         """(day, revenue, order count) for each day with orders in the range, oldest first."""
+        keys = await self._keys()
         low = date_from.toordinal() if date_from else "-inf"
         high = date_to.toordinal() if date_to else "+inf"
-        days = [d.decode() for d in await self._redis.zrangebyscore(self._keys.days, low, high)]
+        days = [d.decode() for d in await self._redis.zrangebyscore(keys.days, low, high)]
         async with self._redis.pipeline(transaction=False) as pipe:
             for day in days:
-                pipe.hmget(self._keys.day(day), "revenue", "orders")
+                pipe.hmget(keys.day(day), "revenue", "orders")
             counts = await pipe.execute()
         return [(day, int(revenue or 0), int(orders or 0)) for day, (revenue, orders) in zip(days, counts, strict=True)]
 
     async def top_products(self, days: list[str] | None, top: int) -> list[tuple[str, str, int]]:
         """(product id, name, units sold) over the given days (all time if None), most sold first."""
+        keys = await self._keys()
         if days is None:
-            ranked = await self._redis.zrevrangebyscore(self._keys.units, "+inf", 1, start=0, num=top, withscores=True)
+            ranked = await self._redis.zrevrangebyscore(keys.units, "+inf", 1, start=0, num=top, withscores=True)
         elif days:
-            scored = await self._redis.zunion([self._keys.day_units(d) for d in days], withscores=True)
+            scored = await self._redis.zunion([keys.day_units(d) for d in days], withscores=True)
             ranked = sorted((p for p in scored if p[1] > 0), key=lambda pair: (-pair[1], pair[0]))[:top]
         else:
             ranked = []
         if not ranked:
             return []
-        names = await self._redis.hmget(self._keys.product_names, [pid for pid, _ in ranked])
+        names = await self._redis.hmget(keys.product_names, [pid for pid, _ in ranked])
         return [
             (pid.decode(), (name or b"").decode(), int(units)) for (pid, units), name in zip(ranked, names, strict=True)
         ]
 
     async def popular(self, limit: int) -> list[tuple[str, str, int, int]]:
         """(product id, name, price, units sold) of the best sellers, most sold first."""
-        ranked = await self._redis.zrevrangebyscore(self._keys.units, "+inf", 1, start=0, num=limit, withscores=True)
+        keys = await self._keys()
+        ranked = await self._redis.zrevrangebyscore(keys.units, "+inf", 1, start=0, num=limit, withscores=True)
         if not ranked:
             return []
         ids = [pid for pid, _ in ranked]
-        names = await self._redis.hmget(self._keys.product_names, ids)
-        prices = await self._redis.hmget(self._keys.prices, ids)
+        names = await self._redis.hmget(keys.product_names, ids)
+        prices = await self._redis.hmget(keys.prices, ids)
         return [
             (pid.decode(), (name or b"").decode(), int(price or 0), int(units))
             for (pid, units), name, price in zip(ranked, names, prices, strict=True)
@@ -74,7 +83,8 @@ class AnalyticsCounters:
 
     async def ratings(self) -> dict[str, int]:
         """Number of reviews per rating, "1" to "5"."""
-        counts = await self._redis.hgetall(self._keys.ratings)
+        keys = await self._keys()
+        counts = await self._redis.hgetall(keys.ratings)
         return {str(r): int(counts.get(str(r).encode(), 0)) for r in range(1, 6)}
 
     async def ping(self) -> None:
