@@ -84,3 +84,22 @@ async def test_conflicts_beyond_the_bounded_retries_are_a_concurrency_conflict(h
     with pytest.raises(ConcurrencyError):
         await handlers.handle(CommandRequest(meta=ADMIN, command=Restock(product_id=product_id, quantity=1)))
     assert rogue_writes["n"] == 0  # each of the three attempts met a rogue write
+
+
+async def test_a_command_learns_its_position_when_another_replica_published_its_events(pool, nats_url):
+    nc = await messaging.connect(nats_url, "test-replicas")
+    idle = OutboxRelay(pool, nc.jetstream(), interval=3600)  # this replica's relay never gets to publish
+    other = OutboxRelay(pool, nc.jetstream(), interval=0.05)  # another replica's relay does
+    other.start()
+    try:
+        handlers = CommandHandlers(
+            EventStore(pool), idle, publish_wait=5, idempotency_ttl=60, snapshot_every=0, conflict_attempts=3
+        )
+        command = CreateProduct(name="P", price=10, stock=1, category="c", seller_id="s")
+        result = await handlers.handle(CommandRequest(meta=ADMIN, command=command))
+    finally:
+        await other.stop()
+        await nc.close()
+
+    stored = await pool.fetchval("select stream_seq from events where stream_id = $1", result.id)
+    assert result.position is not None and result.position == stored

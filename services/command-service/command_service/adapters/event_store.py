@@ -25,6 +25,7 @@ create table if not exists events (
     causation_id text,
     constraint events_stream_version unique (stream_id, version)
 );
+alter table events add column if not exists stream_seq bigint;  -- its JetStream sequence, once published
 create table if not exists outbox (
     global_position bigint primary key references events (global_position)
 );

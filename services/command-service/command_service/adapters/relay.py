@@ -47,13 +47,24 @@ class OutboxRelay:
             self._waiting.pop(event_id, None)
 
     async def published(self, event_ids: list[str], timeout: float) -> int | None:
-        """The JetStream sequence of the last of these `expect`ed events once published, None if not in time."""
+        """The JetStream sequence of the last of these `expect`ed events once published, None if not in
+        time. Published here, it is known at once; published by another replica's relay, it is read
+        from the events table, where every relay records it."""
         futures = [self._waiting[e] for e in event_ids]
         self._wake.set()
-        try:
-            return max(await asyncio.wait_for(asyncio.shield(asyncio.gather(*futures)), timeout))
-        except TimeoutError:
-            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            await asyncio.wait(futures, timeout=max(0.0, min(0.1, deadline - loop.time())))
+            if all(f.done() for f in futures):
+                return max(f.result() for f in futures)
+            recorded = await self._pool.fetchval(
+                "select max(stream_seq) from events where event_id = any($1::uuid[]) having count(stream_seq) = $2",
+                event_ids,
+                len(event_ids),
+            )
+            if recorded is not None or loop.time() >= deadline:
+                return recorded
 
     async def _run(self) -> None:
         delay = self._interval
@@ -81,17 +92,25 @@ class OutboxRelay:
                 f"""select o.global_position, {COLUMNS} from outbox o join events e using (global_position)
                     order by o.global_position limit {BATCH}"""
             )
+            sequences = []
             for row in rows:
                 envelope = envelope_from_row(row)
                 ack = await self._js.publish(
                     envelope.subject, msgspec.json.encode(envelope), headers={"Nats-Msg-Id": envelope.event_id}
                 )
                 EVENTS_PUBLISHED.inc()
+                sequences.append(ack.seq)
                 future = self._waiting.get(envelope.event_id)
                 if future is not None and not future.done():
                     future.set_result(ack.seq)
             if rows:
+                positions = [r["global_position"] for r in rows]
                 await conn.execute(
-                    "delete from outbox where global_position = any($1::bigint[])", [r["global_position"] for r in rows]
+                    """update events set stream_seq = p.seq
+                       from unnest($1::bigint[], $2::bigint[]) as p(global_position, seq)
+                       where events.global_position = p.global_position""",
+                    positions,
+                    sequences,
                 )
+                await conn.execute("delete from outbox where global_position = any($1::bigint[])", positions)
             return len(rows)
