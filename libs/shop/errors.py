@@ -51,11 +51,6 @@ class Forbidden(ShopError):
     title = "Not allowed"
 
 
-class RateLimited(ShopError):
-    code = "rate_limited"
-    title = "Too many requests"
-
-
 class Unavailable(ShopError):
     code = "unavailable"
     title = "A service this request needs is unavailable"

@@ -31,6 +31,9 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     position: int
 
 
+position_decoder = msgspec.json.Decoder(Position)
+
+
 def position_subject(projector: str) -> str:
     return f"proj.{projector}.position"
 

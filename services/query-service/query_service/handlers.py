@@ -86,7 +86,7 @@ class QueryHandlers:
                 items = tuple(searches.product_hit(h) for h in hits)
                 return ProductSearchPage(items=items, page=query.page, size=query.size, total=total)
             case PopularProducts(limit=limit):
-                popular = await self._analytics.popular(limit)
+                popular = await self._analytics.popular(await self._analytics.generation(), limit)
                 return PopularProductList(
                     items=tuple(PopularProduct(id=i, name=n, price=p, units_sold=u) for i, n, p, u in popular)
                 )
@@ -126,9 +126,10 @@ class QueryHandlers:
     async def analytics_summary(self, query: GetAnalyticsSummary) -> AnalyticsSummary:
         if query.date_from and query.date_to and query.date_from > query.date_to:
             raise ValidationFailed("date_from is after date_to")
-        days = await self._analytics.days(query.date_from, query.date_to)
+        keys = await self._analytics.generation()
+        days = await self._analytics.days(keys, query.date_from, query.date_to)
         ranged = query.date_from is not None or query.date_to is not None
-        top = await self._analytics.top_products([d for d, _, _ in days] if ranged else None, query.top)
+        top = await self._analytics.top_products(keys, [d for d, _, _ in days] if ranged else None, query.top)
         revenue, order_count = sum(r for _, r, _ in days), sum(c for _, _, c in days)
         return AnalyticsSummary(
             revenue=revenue,
@@ -136,7 +137,7 @@ class QueryHandlers:
             average_order_value=revenue // order_count if order_count else 0,
             by_day=tuple(DayStats(date=d, revenue=r, order_count=c) for d, r, c in days),
             top_products=tuple(TopProduct(product_id=p, name=n, units_sold=u) for p, n, u in top),
-            ratings=rating_stats(await self._analytics.ratings()),
+            ratings=rating_stats(await self._analytics.ratings(keys)),
         )
 
 

@@ -8,10 +8,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from shop.messaging import EVENTS_STREAM
-from shop.projection import Position, position_subject
+from shop.projection import position_decoder, position_subject
 from shop.read_models import PROJECTORS
-
-position_decoder = msgspec.json.Decoder(Position)
 
 
 class ProjectionPositions:

@@ -34,13 +34,15 @@ class AnalyticsCounters:
     def __init__(self, redis: Redis, base: str) -> None:
         self._redis, self._pointer = redis, analytics_pointer(base)
 
-    async def _keys(self) -> AnalyticsKeys:
+    async def generation(self) -> AnalyticsKeys:
+        """The keys of the active generation: resolve once per query, so one answer reads one generation."""
         active = await self._redis.get(self._pointer)
         return AnalyticsKeys(active.decode() if active else f"{self._pointer}:none:")  # none yet: empty
 
-    async def days(self, date_from: date | None, date_to: date | None) -> list[tuple[str, int, int]]:
+    async def days(
+        self, keys: AnalyticsKeys, date_from: date | None, date_to: date | None
+    ) -> list[tuple[str, int, int]]:
         """(day, revenue, order count) for each day with orders in the range, oldest first."""
-        keys = await self._keys()
         low = date_from.toordinal() if date_from else "-inf"
         high = date_to.toordinal() if date_to else "+inf"
         days = [d.decode() for d in await self._redis.zrangebyscore(keys.days, low, high)]
@@ -50,9 +52,8 @@ class AnalyticsCounters:
             counts = await pipe.execute()
         return [(day, int(revenue or 0), int(orders or 0)) for day, (revenue, orders) in zip(days, counts, strict=True)]
 
-    async def top_products(self, days: list[str] | None, top: int) -> list[tuple[str, str, int]]:
+    async def top_products(self, keys: AnalyticsKeys, days: list[str] | None, top: int) -> list[tuple[str, str, int]]:
         """(product id, name, units sold) over the given days (all time if None), most sold first."""
-        keys = await self._keys()
         if days is None:
             ranked = await self._redis.zrevrangebyscore(keys.units, "+inf", 1, start=0, num=top, withscores=True)
         elif days:
@@ -67,9 +68,8 @@ class AnalyticsCounters:
             (pid.decode(), (name or b"").decode(), int(units)) for (pid, units), name in zip(ranked, names, strict=True)
         ]
 
-    async def popular(self, limit: int) -> list[tuple[str, str, int, int]]:
+    async def popular(self, keys: AnalyticsKeys, limit: int) -> list[tuple[str, str, int, int]]:
         """(product id, name, price, units sold) of the best sellers, most sold first."""
-        keys = await self._keys()
         ranked = await self._redis.zrevrangebyscore(keys.units, "+inf", 1, start=0, num=limit, withscores=True)
         if not ranked:
             return []
@@ -81,9 +81,8 @@ class AnalyticsCounters:
             for (pid, units), name, price in zip(ranked, names, prices, strict=True)
         ]
 
-    async def ratings(self) -> dict[str, int]:
+    async def ratings(self, keys: AnalyticsKeys) -> dict[str, int]:
         """Number of reviews per rating, "1" to "5"."""
-        keys = await self._keys()
         counts = await self._redis.hgetall(keys.ratings)
         return {str(r): int(counts.get(str(r).encode(), 0)) for r in range(1, 6)}
 
