@@ -35,11 +35,11 @@ test *args:
 
 # rebuild one read model with no downtime: just rebuild catalog | order-list | analytics
 rebuild projector:
-    @python -m shop.rebuild {{projector}}
+    @python -m shop.projection.rebuild {{projector}}
 
 # list, re-drive or drop dead letters: just dlq list | redrive [--projector P] [--seq N...] | drop --seq N...
 dlq *args:
-    @python -m shop.dlq {{args}}
+    @python -m shop.projection.dlq {{args}}
 
 # how long a write takes to become visible in each read model (starts the system if needed)
 bench writes="1000": up

@@ -116,7 +116,7 @@ redis_start() {
   port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process"
   mkdir -p "$dir"
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" --daemonize yes \
-    --pidfile "$dir/redis.pid" --logfile "$LOGS/redis.log" --appendonly yes --save "" 9>&-
+    --pidfile "$dir/redis.pid" --logfile "$LOGS/redis.log" --appendonly yes --appendfsync always --save "" 9>&-
   wait_for redis 30 port_open "$REDIS_PORT"
   log "redis up on 127.0.0.1:$REDIS_PORT"
 }

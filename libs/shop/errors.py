@@ -9,6 +9,7 @@ class ShopError(Exception):
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
+        self.headers: dict[str, str] = {}  # for the HTTP answer, e.g. a query's consistency
 
 
 class ValidationFailed(ShopError):

@@ -46,23 +46,37 @@ async def connect(url: str, name: str, deadline: float = 60.0) -> NATS:
 
 
 async def ensure_streams(nc: NATS) -> None:
-    """Create the EVENTS and DLQ streams if missing; safe to call from every process."""
+    """Create the EVENTS and DLQ streams, or mend their config; safe to call from every process.
+
+    Nothing is ever discarded to make room: EVENTS is the log every rebuild replays, so a full store
+    refuses new publishes (the outbox keeps them) rather than dropping old events. A 10-minute
+    duplicate window makes the outbox relay's re-publish after a crash a no-op."""
     js = nc.jetstream()
     for name, subject in ((EVENTS_STREAM, "evt.>"), (DLQ_STREAM, "dlq.>")):
+        config = StreamConfig(
+            name=name,
+            subjects=[subject],
+            storage=StorageType.FILE,
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.NEW,
+            max_age=0,
+            max_bytes=-1,
+            max_msgs=-1,
+            duplicate_window=600,
+        )
         try:
-            await js.stream_info(name)
+            existing = (await js.stream_info(name)).config
         except NotFoundError:
-            # a 10-minute window: the outbox relay's re-publish after a crash is dropped as a duplicate
-            await js.add_stream(
-                StreamConfig(
-                    name=name,
-                    subjects=[subject],
-                    storage=StorageType.FILE,
-                    retention=RetentionPolicy.LIMITS,
-                    discard=DiscardPolicy.OLD,
-                    duplicate_window=600,
-                )
-            )
+            await js.add_stream(config)
+            continue
+        if (existing.discard, existing.max_age or 0, existing.max_bytes, existing.max_msgs) != (
+            DiscardPolicy.NEW,
+            0,
+            -1,
+            -1,
+        ):
+            log.warning("stream_config_mended", stream=name)
+            await js.update_stream(config)
 
 
 Handler = Callable[[Msg], Awaitable[bytes]]

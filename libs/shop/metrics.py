@@ -10,7 +10,10 @@ HTTP_REQUESTS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 EVENTS_HANDLED = Counter("shop_events_handled_total", "Events applied by a projector", ["projector", "type"])
-EVENTS_FAILED = Counter("shop_event_errors_total", "Events that failed to apply", ["projector"])
+EVENTS_DEAD_LETTERED = Counter("shop_events_dead_lettered_total", "Events sent to the DLQ", ["projector"])
+PROJECTION_RETRIES = Counter(
+    "shop_projection_retries_total", "Batches tried again after a transient failure", ["projector"]
+)
 EVENTS_PUBLISHED = Counter("shop_events_published_total", "Events published from the outbox")
 PROJECTION_POSITION = Gauge("shop_projection_position", "Last stream sequence applied", ["projector"])
 PROJECTION_LAG = Gauge("shop_projection_lag", "Events in the stream not yet applied", ["projector"])

@@ -1,13 +1,32 @@
 """Where each read model lives, shared by the projector that writes it and the query-service."""
 
+import os
+
 ORDER_LIST = "order-list"
 ANALYTICS = "analytics"
 CATALOG = "catalog"
 PROJECTORS = (ORDER_LIST, ANALYTICS, CATALOG)
+OPS_PORTS = {ORDER_LIST: 8003, ANALYTICS: 8004, CATALOG: 8005}
+
+
+def ops_url(projector: str) -> str:
+    """A projector's ops address, from its HTTP_PORT setting as deploy/services.sh passes it."""
+    port = os.environ.get(f"PROJECTOR_{projector.upper().replace('-', '_')}_HTTP_PORT", OPS_PORTS.get(projector))
+    return f"http://127.0.0.1:{port}"
 
 
 ORDERS_ALIAS = "orders"
 PRODUCTS_ALIAS = "products"
+
+
+def projection_state_index(prefix: str) -> str:
+    """The OpenSearch index holding each document generation's checkpoint (one document per index)."""
+    return f"{prefix}projections"
+
+
+def analytics_checkpoint(generation: str) -> str:
+    """The hash (position, parked) of one analytics generation's checkpoint."""
+    return f"{generation}checkpoint"
 
 
 def analytics_pointer(base: str) -> str:
@@ -47,5 +66,5 @@ class AnalyticsKeys:
     def ratings(self) -> str:  # hash: rating (1..5) -> number of reviews
         return f"{self.prefix}ratings"
 
-    # also `applied` (hash: stream id -> last applied version) and `position` (last stream sequence
-    # applied), which only the projector's Lua script touches
+    # also `applied` (hash: stream id -> last applied version), which only the projector's script
+    # touches, and the checkpoint (analytics_checkpoint)

@@ -2,6 +2,8 @@
 server (JetStream in a temp dir), its own PostgreSQL database and its own Redis key and OpenSearch index prefixes,
 started and stopped by the same deploy/services.sh that `just up` uses."""
 
+import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +19,7 @@ import pytest
 from opensearchpy import AsyncOpenSearch
 from redis.asyncio import Redis
 
+from shop.read_models import PROJECTORS
 from tests.conftest import OPENSEARCH_URL, REDIS_URL, free_port, new_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +58,23 @@ class System:
         os.kill(pid, signal.SIGKILL)
         while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
             time.sleep(0.01)
+
+    async def caught_up(self, position: int, timeout: float = 30) -> None:
+        """Until every projector's checkpoint has passed `position` (from their /metrics)."""
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=5) as http:
+            while True:
+                positions = {}
+                for name in PROJECTORS:
+                    with contextlib.suppress(httpx.HTTPError):
+                        metrics = (await http.get(f"http://127.0.0.1:{self.ports['projector-' + name]}/metrics")).text
+                        line = f'shop_projection_position{{projector="{name}"}} '
+                        found = [float(x.split()[-1]) for x in metrics.splitlines() if x.startswith(line)]
+                        positions[name] = int(found[0]) if found else 0
+                if all(positions.get(name, 0) >= position for name in PROJECTORS):
+                    return
+                assert time.monotonic() < deadline, f"not at {position} after {timeout}s: {positions}"
+                await asyncio.sleep(0.05)
 
     def start(self) -> None:
         """Start whatever is not running and wait until every process is ready."""

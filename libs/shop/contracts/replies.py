@@ -21,7 +21,10 @@ class Reply(Struct, frozen=True, kw_only=True, omit_defaults=True):
 
     def raise_for_error(self) -> None:
         if self.error is not None:
-            raise error_from_code(self.error.code, self.error.detail)
+            error = error_from_code(self.error.code, self.error.detail)
+            if self.consistency is not None:  # a query's error: how fresh the read that found it was
+                error.headers = {"X-Consistency": self.consistency, "X-Read-Position": str(self.read_position or 0)}
+            raise error
 
 
 class CommandResult(Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -34,9 +37,9 @@ class CommandResult(Struct, frozen=True, kw_only=True, omit_defaults=True):
 reply_decoder = msgspec.json.Decoder(Reply)
 
 
-def error_reply(error: ShopError) -> bytes:
+def error_reply(error: ShopError, consistency: str | None = None, read_position: int | None = None) -> bytes:
     body = ErrorBody(code=error.code, title=error.title, detail=error.detail)
-    return msgspec.json.encode(Reply(error=body))
+    return msgspec.json.encode(Reply(error=body, consistency=consistency, read_position=read_position))
 
 
 def result_reply(result: object, consistency: str | None = None, read_position: int | None = None) -> bytes:

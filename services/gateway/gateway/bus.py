@@ -12,7 +12,7 @@ from shop.contracts.commands import Actor, Command, CommandMeta, CommandRequest
 from shop.contracts.queries import Query, QueryMeta, QueryRequest
 from shop.contracts.replies import CommandResult, Reply
 from shop.messaging import request
-from shop.projection import Position, position_decoder, position_subject
+from shop.projection.engine import Position, position_decoder, position_subject
 
 command_result_decoder = msgspec.json.Decoder(CommandResult)
 

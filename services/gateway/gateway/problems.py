@@ -32,7 +32,7 @@ HTTP_CODES = {
 }
 
 
-def problem(status: int, code: str, title: str, detail: str) -> Response:
+def problem(status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:
     body = {
         "type": f"https://errors.shop.example/{code}",
         "title": title,
@@ -40,11 +40,11 @@ def problem(status: int, code: str, title: str, detail: str) -> Response:
         "detail": detail,
         "code": code,
     }
-    return Response(body, status_code=status, media_type="application/problem+json")
+    return Response(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
 def shop_error(_: Request, exc: ShopError) -> Response:
-    return problem(STATUS.get(exc.code, 500), exc.code, exc.title, exc.detail)
+    return problem(STATUS.get(exc.code, 500), exc.code, exc.title, exc.detail, exc.headers)
 
 
 def validation_error(_: Request, exc: ValidationException) -> Response:

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from projector_analytics.adapters.counters import AnalyticsReadModel
 from projector_analytics.settings import Settings
-from shop.projector_app import projector_app
+from shop.projection.app import projector_app
 from shop.read_models import ANALYTICS
 
 
@@ -17,9 +17,7 @@ def create_app(settings: Settings) -> Litestar:
     async def open_read_model() -> AsyncIterator[AnalyticsReadModel]:
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, health_check_interval=30)
         try:
-            read_model = AnalyticsReadModel(redis, settings.analytics_prefix)
-            await read_model.ensure()
-            yield read_model
+            yield AnalyticsReadModel(redis, settings.analytics_prefix)
         finally:
             await redis.aclose()
 

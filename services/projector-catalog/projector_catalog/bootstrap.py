@@ -4,8 +4,8 @@ from litestar import Litestar
 
 from projector_catalog.documents import MAPPING, product_document
 from projector_catalog.settings import Settings
+from shop.projection.documents import document_projector_app
 from shop.read_models import CATALOG, PRODUCTS_ALIAS
-from shop.search_index import document_projector_app
 
 
 def create_app(settings: Settings) -> Litestar:

@@ -1,4 +1,4 @@
-from shop.search_index import SearchProjectorSettings
+from shop.projection.documents import SearchProjectorSettings
 
 
 class Settings(SearchProjectorSettings, frozen=True, kw_only=True):

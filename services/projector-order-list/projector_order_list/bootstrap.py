@@ -4,8 +4,8 @@ from litestar import Litestar
 
 from projector_order_list.documents import MAPPING, order_document
 from projector_order_list.settings import Settings
+from shop.projection.documents import document_projector_app
 from shop.read_models import ORDER_LIST, ORDERS_ALIAS
-from shop.search_index import document_projector_app
 
 
 def create_app(settings: Settings) -> Litestar:

@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from litestar import Litestar
+from opensearchpy import AsyncOpenSearch
 from redis.asyncio import Redis
 
 from query_service.adapters.positions import ProjectionPositions
@@ -13,8 +14,7 @@ from query_service.handlers import QueryHandlers
 from query_service.settings import Settings
 from shop import messaging
 from shop.ops import Readiness, ops_app
-from shop.read_models import ORDERS_ALIAS, PRODUCTS_ALIAS
-from shop.search_index import open_client
+from shop.read_models import ANALYTICS, CATALOG, ORDER_LIST, ORDERS_ALIAS, PRODUCTS_ALIAS
 
 log = structlog.get_logger()
 
@@ -24,16 +24,21 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        search = open_client(settings.opensearch_url)
+        search = AsyncOpenSearch(hosts=[settings.opensearch_url], timeout=10)
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, health_check_interval=30)
         nc = await messaging.connect(settings.nats_url, "query-service")
         try:
             await messaging.ensure_streams(nc)
-            positions = ProjectionPositions(nc)
+            prefix = settings.index_prefix
+            orders = SearchDocuments(search, prefix + ORDERS_ALIAS, prefix, ORDER_LIST)
+            products = SearchDocuments(search, prefix + PRODUCTS_ALIAS, prefix, CATALOG)
+            analytics = AnalyticsCounters(redis, settings.analytics_prefix, ANALYTICS)
+            positions = ProjectionPositions(
+                nc,
+                {ORDER_LIST: orders.checkpoint, CATALOG: products.checkpoint, ANALYTICS: analytics.checkpoint},
+                {ORDER_LIST: orders.refresh, CATALOG: products.refresh},
+            )
             await positions.start()
-            orders = SearchDocuments(search, settings.index_prefix + ORDERS_ALIAS)
-            products = SearchDocuments(search, settings.index_prefix + PRODUCTS_ALIAS)
-            analytics = AnalyticsCounters(redis, settings.analytics_prefix)
             handlers = QueryHandlers(orders, products, analytics, positions, settings.consistency_wait)
             responder = messaging.Responder(nc)
             await responder.serve("qry.>", "query-service", handlers.answer)
@@ -44,6 +49,7 @@ def create_app(settings: Settings) -> Litestar:
             yield
             readiness.checks.clear()
             await responder.drain(settings.shutdown_timeout)
+            await positions.stop()
         finally:
             await nc.drain()
             await search.close()

@@ -21,7 +21,7 @@ from shop.contracts.queries import (
     SearchProducts,
     query_request_decoder,
 )
-from shop.contracts.replies import result_reply
+from shop.contracts.replies import error_reply, result_reply
 from shop.contracts.views import (
     AnalyticsSummary,
     DayStats,
@@ -36,7 +36,7 @@ from shop.contracts.views import (
     SyncPositions,
     TopProduct,
 )
-from shop.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from shop.errors import Forbidden, NotFound, ShopError, Unauthorized, ValidationFailed
 from shop.read_models import PROJECTORS
 
 
@@ -59,10 +59,18 @@ class QueryHandlers:
             raise ValidationFailed(f"{type(query).__name__} must be sent on {query.subject}")
         if query.projection is None:
             return result_reply(await self.handle(query, request.meta.actor))
-        fresh = await self._positions.wait_for(query.projection, request.meta.min_position, self._consistency_wait)
-        read_position = self._positions.current(query.projection)
-        result = await self.handle(query, request.meta.actor)
-        return result_reply(result, consistency="fresh" if fresh else "stale", read_position=read_position)
+        projection, wanted = query.projection, request.meta.min_position
+        aggregate = query.id if isinstance(query, GetOrder | GetProduct) else None
+        searchable = aggregate is None  # a read by id is realtime; a list or search sees what was refreshed
+        fresh = await self._positions.wait_for(projection, wanted, self._consistency_wait, searchable)
+        read_position = self._positions.current(projection, searchable)
+        parked = self._positions.parked_at(projection, aggregate) if aggregate else None
+        consistency = "fresh" if fresh and (parked is None or parked > wanted) else "stale"
+        try:
+            result = await self.handle(query, request.meta.actor)
+        except ShopError as exc:  # "not there yet" (stale) is not "not there" (fresh)
+            return error_reply(exc, consistency=consistency, read_position=read_position)
+        return result_reply(result, consistency=consistency, read_position=read_position)
 
     async def handle(self, query: Query, actor: Actor | None) -> object:
         if getattr(query, "page", 1) * getattr(query, "size", 0) > MAX_RESULT_WINDOW:

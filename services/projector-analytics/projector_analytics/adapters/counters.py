@@ -1,88 +1,156 @@
 """The analytics read model in Redis. Its generations are key prefixes `<base>g<n>:`; the key
-`<base>current` names the active one, so readers and the live projection switch in one step.
+`<base>current` names the active one, so readers switch in one step.
 
-One Lua script resolves the generation, checks the aggregate's last applied version (an older one
-is skipped, a gap is an error), runs the counter changes and records version and stream position:
-all in one atomic step."""
+A batch is one Lua script call: for each event it checks the aggregate's last applied version (an
+older one is skipped, a gap is rejected and blocks that aggregate's later events) and runs the counter
+changes, all in one atomic step. The checkpoint (`<generation>checkpoint`: position and parked
+aggregates) is written by a second script that never moves it back. Redis runs with
+`appendfsync always`, so a script's reply means its effect is on disk."""
+
+from collections.abc import Sequence
 
 import msgspec
 from redis.asyncio import Redis
 
 from projector_analytics.changes import analytics_changes
-from shop.contracts.events import DomainEvent, Envelope
-from shop.read_models import AnalyticsKeys, analytics_pointer
+from shop.projection.engine import Checkpoint, Event
+from shop.projection.rebuild import RebuildState
+from shop.read_models import AnalyticsKeys, analytics_checkpoint, analytics_pointer
 
 APPLY = """
-local prefix = ARGV[5]
-if prefix == '' then prefix = redis.call('GET', KEYS[1]) end
-if not prefix then return redis.error_reply('no active analytics generation at ' .. KEYS[1]) end
-local applied_key, position_key = prefix .. 'applied', prefix .. 'position'
-local applied = tonumber(redis.call('HGET', applied_key, ARGV[1]) or '0')
-local version = tonumber(ARGV[2])
-if applied >= version then return 0 end
-if applied ~= version - 1 then
-  return redis.error_reply('out of order: ' .. ARGV[1] .. ' v' .. version .. ' came before v' .. (applied + 1))
+local prefix = ARGV[1]
+local applied_key = prefix .. 'applied'
+local rejected, blocked = {}, {}
+for _, e in ipairs(cjson.decode(ARGV[2])) do
+  local seq, aggregate, version = e[1], e[2], e[3]
+  if blocked[aggregate] then
+    rejected[#rejected + 1] = {seq, 'parked behind #' .. blocked[aggregate]}
+  else
+    local applied = tonumber(redis.call('HGET', applied_key, aggregate) or '0')
+    if version == applied + 1 then
+      for _, change in ipairs(e[4]) do
+        change[2] = prefix .. change[2]
+        redis.call(unpack(change))
+      end
+      redis.call('HSET', applied_key, aggregate, version)
+    elseif version > applied then
+      blocked[aggregate] = seq
+      local why = 'out of order: ' .. aggregate .. ' v' .. version .. ' came before v' .. (applied + 1)
+      rejected[#rejected + 1] = {seq, why}
+    end
+  end
 end
-local allowed = {HSET=true, HINCRBY=true, ZADD=true, ZINCRBY=true}
-for _, change in ipairs(cjson.decode(ARGV[4])) do
-  if not allowed[change[1]] then return redis.error_reply('command not allowed: ' .. change[1]) end
-  change[2] = prefix .. change[2]
-  redis.call(unpack(change))
-end
-redis.call('HSET', applied_key, ARGV[1], ARGV[2])
-if tonumber(redis.call('GET', position_key) or '0') < tonumber(ARGV[3]) then
-  redis.call('SET', position_key, ARGV[3])
-end
-return 1
+return cjson.encode(rejected)
 """
+
+COMMIT = """
+if tonumber(ARGV[1]) >= tonumber(redis.call('HGET', KEYS[1], 'position') or '0') then
+  redis.call('HSET', KEYS[1], 'position', ARGV[1], 'parked', ARGV[2])
+end
+"""
+
+# KEYS: pointer, generation counter. The first generation, unless there is an active one.
+ENSURE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local n = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
+  redis.call('SET', KEYS[2], n)
+  redis.call('SET', KEYS[1], ARGV[1] .. 'g' .. n .. ':')
+end
+return redis.call('GET', KEYS[1])
+"""
+
+# A new generation's number: above the counter and above the active one, whatever was lost.
+NEXT = """
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+local active = tonumber(string.match(redis.call('GET', KEYS[1]) or '', 'g(%d+):$') or '0')
+if active > n then n = active end
+redis.call('SET', KEYS[2], n + 1)
+return ARGV[1] .. 'g' .. (n + 1) .. ':'
+"""
+
 RELATIVE = AnalyticsKeys("")  # the script puts the generation's prefix in front
+parked_decoder = msgspec.json.Decoder(dict[str, int])
 
 
-class AnalyticsProjection:
-    """Writes into the generation `prefix`, or into the active one if `prefix` is empty."""
+class AnalyticsStore:
+    """One generation (key prefix) of the analytics read model."""
 
-    def __init__(self, redis: Redis, base: str, prefix: str = "") -> None:
-        self._pointer, self._prefix = analytics_pointer(base), prefix
-        self._apply = redis.register_script(APPLY)
+    refreshes = False
 
-    async def apply(self, envelope: Envelope, event: DomainEvent, position: int) -> None:
-        # also without changes, so that every version is recorded and a missing one is noticed
-        changes = analytics_changes(RELATIVE, envelope, event)
-        await self._apply(
-            keys=[self._pointer],
-            args=[envelope.stream_id, envelope.version, position, msgspec.json.encode(changes), self._prefix],
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis, self.name = redis, prefix
+        self._apply, self._commit = redis.register_script(APPLY), redis.register_script(COMMIT)
+
+    async def checkpoint(self) -> Checkpoint:
+        position, parked = await self._redis.hmget(analytics_checkpoint(self.name), "position", "parked")
+        return Checkpoint(position=int(position or 0), parked=parked_decoder.decode(parked) if parked else {})
+
+    async def write(self, events: Sequence[Event]) -> dict[int, str]:
+        batch, rejected, blocked = [], {}, {}
+        for seq, envelope, event in events:
+            if envelope.stream_id in blocked:
+                rejected[seq] = f"parked behind #{blocked[envelope.stream_id]}"
+                continue
+            try:  # also without changes, so that every version is recorded and a missing one is noticed
+                changes = analytics_changes(RELATIVE, envelope, event)
+            except Exception as exc:  # the projection's own code refuses it
+                blocked[envelope.stream_id], rejected[seq] = seq, f"{type(exc).__name__}: {exc}"
+                continue
+            batch.append((seq, envelope.stream_id, envelope.version, changes))
+        if batch:
+            answer = msgspec.json.decode(await self._apply(args=[self.name, msgspec.json.encode(batch)]))
+            rejected.update({int(seq): why for seq, why in (answer or [])})  # cjson encodes an empty list as {}
+        return rejected
+
+    async def commit(self, checkpoint: Checkpoint) -> None:
+        await self._commit(
+            keys=[analytics_checkpoint(self.name)], args=[checkpoint.position, msgspec.json.encode(checkpoint.parked)]
         )
 
-    async def flush(self) -> None:
+    async def refresh(self) -> None:
         """Every script call is visible once it returns."""
 
 
 class AnalyticsReadModel:
     def __init__(self, redis: Redis, base: str) -> None:
         self._redis, self._base = redis, base
-        self._pointer, self._counter = analytics_pointer(base), f"{base}generations"
-        self.live = AnalyticsProjection(redis, base)
+        self._keys = [analytics_pointer(base), f"{base}generations"]
+        self._ensure, self._next = redis.register_script(ENSURE), redis.register_script(NEXT)
         self.checks = {"redis": redis.ping}
 
-    async def ensure(self) -> None:
-        """The first generation, unless there is one."""
-        if await self._redis.set(self._pointer, f"{self._base}g1:", nx=True):
-            await self._redis.set(self._counter, 1)
+    async def active(self) -> AnalyticsStore:
+        return AnalyticsStore(self._redis, (await self._ensure(keys=self._keys, args=[self._base])).decode())
 
-    async def new_generation(self) -> tuple[str, AnalyticsProjection]:
-        prefix = f"{self._base}g{await self._redis.incr(self._counter)}:"
-        return prefix, AnalyticsProjection(self._redis, self._base, prefix)
+    async def active_name(self) -> str:
+        return (await self._redis.get(self._keys[0]) or b"").decode()
 
-    async def activate(self, generation: str) -> str | None:
-        previous = await self._redis.getset(self._pointer, generation)
-        return previous.decode() if previous else None
+    async def generation(self, name: str | None) -> AnalyticsStore:
+        return AnalyticsStore(self._redis, name or (await self._next(keys=self._keys, args=[self._base])).decode())
 
-    async def retire(self, generation: str) -> None:
+    async def prepare(self, store: AnalyticsStore) -> None:
+        """Nothing to do: a Redis generation is ready as it is written."""
+
+    async def activate(self, store: AnalyticsStore) -> None:
+        await self._redis.set(self._keys[0], store.name)
+
+    async def retire(self, name: str) -> None:
+        if name == await self.active_name():
+            raise RuntimeError(f"{name} is the active analytics generation: not deleted")
         batch = []
-        async for key in self._redis.scan_iter(match=f"{generation}*", count=1000):
+        async for key in self._redis.scan_iter(match=f"{name}*", count=1000):
             batch.append(key)
             if len(batch) == 1000:
                 await self._redis.delete(*batch)
                 batch.clear()
         if batch:
             await self._redis.delete(*batch)
+
+    async def rebuild_state(self) -> RebuildState | None:
+        found = await self._redis.get(f"{self._base}rebuild")
+        return msgspec.json.decode(found, type=RebuildState) if found else None
+
+    async def save_rebuild_state(self, state: RebuildState | None) -> None:
+        if state is None:
+            await self._redis.delete(f"{self._base}rebuild")
+        else:
+            await self._redis.set(f"{self._base}rebuild", msgspec.json.encode(state))

@@ -1,53 +1,119 @@
-"""How far each projection has got: announcements on `proj.*.position`, and the durable consumer's
-ack floor in JetStream as the fallback when an announcement was missed."""
+"""How far each projection has got: its announcements on `proj.*.position`, and, when a read has
+waited past those, its checkpoint read from its own store by one shared watcher per process."""
 
 import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
 
 import msgspec
+import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from shop.messaging import EVENTS_STREAM
-from shop.projection import position_decoder, position_subject
+from shop.projection.engine import Position, position_decoder, position_subject
 from shop.read_models import PROJECTORS
+
+log = structlog.get_logger()
+
+ReadCheckpoint = Callable[[], Awaitable[Position]]  # the projection's checkpoint, as its store has it
+MakeSearchable = Callable[[], Awaitable[None]]  # refresh what the projection wrote
 
 
 class ProjectionPositions:
-    def __init__(self, nc: NATS, poll_interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        checkpoints: dict[str, ReadCheckpoint],
+        refreshers: dict[str, MakeSearchable],
+        poll_interval: float = 0.2,
+    ) -> None:
         self._nc, self._js = nc, nc.jetstream()
-        self._poll_interval = poll_interval
-        self._positions = dict.fromkeys(PROJECTORS, 0)
+        self._checkpoints, self._refreshers, self._poll_interval = checkpoints, refreshers, poll_interval
+        self._positions = {name: Position(projector=name, position=0, searchable=0) for name in PROJECTORS}
         self._advanced = asyncio.Event()
+        self._waiting: dict[str, int] = dict.fromkeys(PROJECTORS, 0)
+        self._needs_search: dict[str, int] = dict.fromkeys(PROJECTORS, 0)
+        self._stream_end, self._stream_end_at = 0, 0.0
+        self._watcher: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self._nc.subscribe(position_subject("*"), cb=self._on_position)
         for name in PROJECTORS:
-            await self.refresh(name)
+            await self._read_store(name, searchable=False)
+        self._watcher = asyncio.create_task(self._watch(), name="position-watcher")
 
-    def current(self, projector: str) -> int:
-        return self._positions[projector]
+    async def stop(self) -> None:
+        if self._watcher:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
 
-    async def refresh(self, projector: str) -> None:
-        try:
-            info = await self._js.consumer_info(EVENTS_STREAM, projector)
-        except Exception:  # the projector has not created its consumer yet, or NATS is away
-            return
-        self._advance(projector, info.ack_floor.stream_seq if info.ack_floor else 0)
+    def current(self, projector: str, searchable: bool = False) -> int:
+        position = self._positions[projector]
+        return position.searchable if searchable and position.searchable is not None else position.position
 
-    async def wait_for(self, projector: str, position: int, timeout: float) -> bool:
-        """True once `projector` has applied everything up to `position`, False if `timeout` ran out."""
+    def parked_at(self, projector: str, aggregate: str) -> int | None:
+        """The stream sequence from which `aggregate`'s events are parked in the projection, if they are."""
+        return self._positions[projector].parked.get(aggregate)
+
+    async def wait_for(self, projector: str, position: int, timeout: float, searchable: bool = False) -> bool:
+        """True once `projector` has passed `position` (and refreshed past it, if `searchable`); False
+        if `timeout` ran out, or at once if the stream has no such position."""
+        if self.current(projector, searchable) >= position:
+            return True
+        if position > await self._end_of_stream(position):
+            return False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self._positions[projector] < position:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            advanced = self._advanced
+        self._waiting[projector] += 1
+        self._needs_search[projector] += searchable
+        try:
+            while self.current(projector, searchable) < position:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._advanced.wait(), remaining)
+            return True
+        finally:
+            self._waiting[projector] -= 1
+            self._needs_search[projector] -= searchable
+
+    async def _end_of_stream(self, wanted: int) -> int:
+        """The stream's last sequence, asked again only when `wanted` lies beyond what was last seen
+        (NATS away: `wanted`, so the read waits rather than calling a real position impossible)."""
+        if wanted > self._stream_end and time.monotonic() - self._stream_end_at > 0.05:
             try:
-                await asyncio.wait_for(advanced.wait(), min(remaining, self._poll_interval))
-            except TimeoutError:
-                await self.refresh(projector)
-        return True
+                self._stream_end = (await self._js.stream_info(EVENTS_STREAM)).state.last_seq
+            except Exception:
+                return wanted
+            self._stream_end_at = time.monotonic()
+        return self._stream_end
+
+    async def _watch(self) -> None:
+        """Reads the stores of projections that reads wait on: a missed announcement costs at most
+        one poll interval."""
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            for name in PROJECTORS:
+                if self._waiting[name]:
+                    await self._read_store(name, searchable=self._needs_search[name] > 0)
+
+    async def _read_store(self, projector: str, searchable: bool) -> None:
+        try:
+            stored = await self._checkpoints[projector]()
+            if projector in self._refreshers:  # what the store holds is searchable once refreshed
+                known = self.current(projector, True)
+                if searchable and known < stored.position:
+                    await self._refreshers[projector]()
+                else:
+                    stored = msgspec.structs.replace(stored, searchable=min(known, stored.position))
+        except Exception as exc:  # the store is away: announcements still count
+            log.warning("checkpoint_unreadable", projector=projector, error=f"{type(exc).__name__}: {exc}")
+            return
+        self._set(stored, exact=True)
 
     async def _on_position(self, msg: Msg) -> None:
         try:
@@ -55,10 +121,18 @@ class ProjectionPositions:
         except msgspec.MsgspecError:
             return
         if announced.projector in self._positions:
-            self._advance(announced.projector, announced.position)
+            self._set(announced, exact=False)
 
-    def _advance(self, projector: str, position: int) -> None:
-        if position > self._positions[projector]:
-            self._positions[projector] = position
+    def _set(self, new: Position, exact: bool) -> None:
+        """An announcement only moves forward; what the store says is the truth (a rebuilt or reset
+        store may be behind)."""
+        old = self._positions[new.projector]
+        if not exact and new.position < old.position:
+            return
+        searchable = new.position if new.searchable is None else new.searchable
+        if not exact:
+            searchable = max(searchable, old.searchable or 0)
+        self._positions[new.projector] = msgspec.structs.replace(new, searchable=searchable)
+        if new.position != old.position or searchable != old.searchable:
             self._advanced.set()
             self._advanced = asyncio.Event()

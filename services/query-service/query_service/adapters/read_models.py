@@ -2,16 +2,33 @@
 
 from datetime import date
 
+import msgspec
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import NotFoundError as DocumentMissing
 from redis.asyncio import Redis
 
-from shop.read_models import AnalyticsKeys, analytics_pointer
+from shop.projection.engine import Position
+from shop.read_models import AnalyticsKeys, analytics_checkpoint, analytics_pointer, projection_state_index
+
+parked_decoder = msgspec.json.Decoder(dict[str, int])
 
 
 class SearchDocuments:
-    def __init__(self, client: AsyncOpenSearch, alias: str) -> None:
-        self._client, self._alias = client, alias
+    def __init__(self, client: AsyncOpenSearch, alias: str, prefix: str, projector: str) -> None:
+        self._client, self._alias, self._projector = client, alias, projector
+        self._state_index = projection_state_index(prefix)
+
+    async def checkpoint(self) -> Position:
+        """The active generation's checkpoint; what it covers is searchable only after a refresh."""
+        index = next(iter(await self._client.indices.get_alias(name=self._alias)))
+        try:
+            found = (await self._client.get(index=self._state_index, id=index))["_source"]
+        except DocumentMissing:
+            found = {}
+        return Position(projector=self._projector, position=found.get("position", 0), parked=found.get("parked", {}))
+
+    async def refresh(self) -> None:
+        await self._client.indices.refresh(index=self._alias)
 
     async def get(self, doc_id: str) -> dict | None:
         try:
@@ -31,8 +48,20 @@ class SearchDocuments:
 class AnalyticsCounters:
     """Reads the active generation of the analytics read model (a rebuild switches it)."""
 
-    def __init__(self, redis: Redis, base: str) -> None:
-        self._redis, self._pointer = redis, analytics_pointer(base)
+    def __init__(self, redis: Redis, base: str, projector: str) -> None:
+        self._redis, self._pointer, self._projector = redis, analytics_pointer(base), projector
+
+    async def checkpoint(self) -> Position:
+        """The active generation's checkpoint."""
+        active = await self._redis.get(self._pointer)
+        found = await self._redis.hmget(analytics_checkpoint(active.decode()), "position", "parked") if active else []
+        position, parked = found or (None, None)
+        return Position(
+            projector=self._projector,
+            position=int(position or 0),
+            searchable=int(position or 0),
+            parked=parked_decoder.decode(parked) if parked else {},
+        )
 
     async def generation(self) -> AnalyticsKeys:
         """The keys of the active generation: resolve once per query, so one answer reads one generation."""

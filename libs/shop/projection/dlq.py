@@ -1,0 +1,159 @@
+"""Dead letters (DESIGN §5.8): list them, re-drive them, drop them. `just dlq --help`.
+
+A poison event goes to `dlq.<projector>` and parks its aggregate: that aggregate's later events
+follow it into the DLQ. Re-driving happens in the projector that dead-lettered them (its ops
+endpoint `POST /dlq/redrive`): it applies each chosen aggregate's letters again, in order, through
+the live projection, unparks the aggregates whose letters all applied and deletes those letters.
+Dropping deletes letters for good; their aggregate stays parked."""
+
+import argparse
+import asyncio
+import os
+import sys
+
+import httpx
+import msgspec
+from litestar import MediaType, Response, post
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from shop import messaging
+from shop.contracts.events import envelope_decoder
+from shop.messaging import DLQ_STREAM
+from shop.read_models import ops_url
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int  # in the DLQ stream
+    projector: str
+    stream_seq: int  # of the event in EVENTS
+    error: str
+    data: bytes
+
+    @property
+    def aggregate(self) -> str | None:
+        try:
+            return envelope_decoder.decode(self.data).stream_id
+        except msgspec.MsgspecError:
+            return None
+
+    @property
+    def event(self) -> str:
+        try:
+            e = envelope_decoder.decode(self.data)
+        except msgspec.MsgspecError:
+            return "(undecodable)"
+        return f"{e.type} {e.stream_type}/{e.stream_id} v{e.version}"
+
+
+async def dead_letters(js: JetStreamContext, projector: str | None = None) -> list[DeadLetter]:
+    subject, seq, found = f"dlq.{projector}" if projector else "dlq.>", 1, []
+    while True:
+        try:
+            msg = await js.get_msg(DLQ_STREAM, seq=seq, subject=subject, next=True)
+        except NotFoundError:
+            return found
+        headers = msg.headers or {}
+        found.append(
+            DeadLetter(
+                seq=msg.seq,
+                projector=msg.subject.removeprefix("dlq."),
+                stream_seq=int(headers.get("Shop-Stream-Seq", 0)),
+                error=headers.get("Shop-Error", ""),
+                data=msg.data or b"",
+            )
+        )
+        seq = msg.seq + 1
+
+
+class RedriveRequest(msgspec.Struct, frozen=True, kw_only=True):
+    seqs: list[int] | None = None  # DLQ sequences: their aggregates' letters are re-driven; None: all
+
+
+class RedriveResult(msgspec.Struct, frozen=True, kw_only=True):
+    redriven: list[int]  # DLQ sequences applied (or found applied already) and deleted
+    failed: dict[int, str]  # DLQ sequence -> why it was rejected again (it stays, its aggregate parked)
+
+
+def redrive_handler(name: str, projectors: list) -> list:
+    """POST /dlq/redrive on a projector's ops port."""
+
+    @post("/dlq/redrive", media_type=MediaType.JSON, include_in_schema=False, status_code=200)
+    async def redrive(data: RedriveRequest) -> Response[RedriveResult]:
+        if not projectors:
+            return Response(RedriveResult(redriven=[], failed={}), status_code=503)
+        live = projectors[0]
+        js = live.jetstream
+        letters = await dead_letters(js, name)
+        if data.seqs is not None:
+            chosen = [d for d in letters if d.seq in set(data.seqs)]
+            aggregates = {d.aggregate for d in chosen} - {None}
+            letters = [d for d in letters if d.aggregate in aggregates or d in chosen]
+        rejected = await live.redrive([(d.stream_seq, d.data) for d in letters])
+        redriven, failed = [], {}
+        for letter in letters:
+            if letter.stream_seq in rejected:
+                failed[letter.seq] = rejected[letter.stream_seq]
+            else:
+                await js.delete_msg(DLQ_STREAM, letter.seq)
+                redriven.append(letter.seq)
+        return Response(RedriveResult(redriven=redriven, failed=failed))
+
+    return [redrive]
+
+
+async def run(args: argparse.Namespace) -> int:
+    nc = await messaging.connect(args.nats_url, "dlq-cli", deadline=10)
+    try:
+        js = nc.jetstream()
+        letters = await dead_letters(js, args.projector)
+        if args.seq:
+            letters = [d for d in letters if d.seq in set(args.seq)]
+        if args.action == "list":
+            for d in letters:
+                print(f"{d.seq:>8}  {d.projector:<12} event #{d.stream_seq:<8} {d.event}\n          {d.error}")
+            print(f"{len(letters)} dead letter(s)")
+        elif args.action == "redrive":
+            return await redrive(letters, args)
+        elif args.action == "drop":
+            if not args.seq:
+                print("drop needs --seq: which dead letters to discard", file=sys.stderr)
+                return 2
+            for d in letters:
+                await js.delete_msg(DLQ_STREAM, d.seq)
+                print(f"dropped {d.seq} {d.event} (its aggregate stays parked)")
+        return 0
+    finally:
+        await nc.close()
+
+
+async def redrive(letters: list[DeadLetter], args: argparse.Namespace) -> int:
+    """Ask each projector concerned to re-drive its letters (with their aggregates' other letters)."""
+    failed = 0
+    for projector in sorted({d.projector for d in letters}):
+        seqs = [d.seq for d in letters if d.projector == projector] if args.seq else None
+        async with httpx.AsyncClient(base_url=ops_url(projector), timeout=120) as http:
+            answer = await http.post("/dlq/redrive", json={"seqs": seqs})
+        if answer.status_code != 200:
+            print(f"{projector} refused: {answer.status_code} {answer.text}", file=sys.stderr)
+            failed += 1
+            continue
+        result = msgspec.json.decode(answer.content, type=RedriveResult)
+        print(f"{projector}: {len(result.redriven)} re-driven and removed, {len(result.failed)} rejected again")
+        for seq, why in result.failed.items():
+            print(f"  {seq}: {why}")
+        failed += len(result.failed)
+    return 1 if failed else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="just dlq", description=__doc__)
+    parser.add_argument("action", choices=["list", "redrive", "drop"])
+    parser.add_argument("--projector", help="only this projector's dead letters (order-list, analytics, catalog)")
+    parser.add_argument("--seq", type=int, nargs="+", help="only these dead letters (their DLQ sequence)")
+    parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    sys.exit(asyncio.run(run(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""Read models of one OpenSearch document per aggregate (the catalog, the order list).
+
+A generation is an index `<alias>-v<n>`; the alias points at the active one. Documents carry their
+aggregate's version as OpenSearch's external version, so a replay or an overlap changes nothing.
+A batch costs one realtime `_mget` (for documents not in the writer's cache) and one `_bulk`;
+each generation's checkpoint is a document in the `<prefix>projections` index, written after its
+batch with the position as external version, so it never moves back."""
+
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from opensearchpy import AsyncOpenSearch
+from opensearchpy.exceptions import NotFoundError
+
+from shop.contracts.events import DomainEvent, Envelope
+from shop.projection.app import projector_app
+from shop.projection.engine import Checkpoint, Event
+from shop.projection.rebuild import RebuildState
+from shop.read_models import projection_state_index
+from shop.settings import CommonSettings
+
+Document = dict[str, Any]
+DocumentFunction = Callable[[Document | None, Envelope, DomainEvent], Document | None]
+
+REPLAY_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
+STATE_MAPPING = {"mappings": {"dynamic": False, "properties": {"position": {"type": "long"}}}}
+
+
+def open_client(url: str) -> AsyncOpenSearch:
+    return AsyncOpenSearch(hosts=[url], timeout=10, max_retries=0)
+
+
+class TransientBulkFailure(Exception):
+    """Some items of a _bulk were refused for a reason that passes (429, 5xx): the batch is tried again."""
+
+
+class DocumentStore:
+    """One index generation, written by one projector at a time."""
+
+    refreshes = True
+
+    def __init__(
+        self,
+        client: AsyncOpenSearch,
+        index: str,
+        state_index: str,
+        stream_type: str,
+        document: DocumentFunction,
+        cache_size: int = 20_000,
+    ) -> None:
+        self._client, self.name, self._state_index = client, index, state_index
+        self._stream_type, self._document = stream_type, document
+        self._cache: OrderedDict[str, tuple[Document | None, int]] = OrderedDict()
+        self._cache_size = cache_size
+        self._complete = False  # the cache holds every document of the index: a miss is a document not there
+
+    async def checkpoint(self) -> Checkpoint:
+        self._cache.clear()  # whoever wrote meanwhile, the store is the truth
+        await self._client.indices.refresh(index=self.name)  # a replayed generation is not refreshed by itself
+        self._complete = (await self._client.count(index=self.name))["count"] == 0
+        try:
+            found = await self._client.get(index=self._state_index, id=self.name)
+        except NotFoundError:
+            return Checkpoint()
+        return msgspec.convert(found["_source"], Checkpoint)
+
+    async def commit(self, checkpoint: Checkpoint) -> None:
+        await self._client.index(
+            index=self._state_index,
+            id=self.name,
+            body=msgspec.to_builtins(checkpoint),
+            version=checkpoint.position,
+            version_type="external_gte",  # same position: the parked set changed; lower: refused
+            ignore=409,
+        )
+
+    async def write(self, events: Sequence[Event]) -> dict[int, str]:
+        mine = [e for e in events if e.envelope.stream_type == self._stream_type]
+        try:
+            return await self._write(mine)
+        except BaseException:
+            self._cache.clear()  # what reached the index is unknown now
+            self._complete = False
+            raise
+
+    async def _write(self, events: list[Event]) -> dict[int, str]:
+        states = await self._load({e.envelope.stream_id for e in events})
+        rejected: dict[int, str] = {}
+        blocked: dict[str, int] = {}  # aggregate -> its rejected event
+        covers: dict[str, list[int]] = {}  # aggregate -> the events its new document covers
+        for seq, envelope, event in events:
+            aggregate = envelope.stream_id
+            if aggregate in blocked:
+                rejected[seq] = f"parked behind #{blocked[aggregate]}"
+                continue
+            doc, version = states.get(aggregate, (None, 0))
+            if envelope.version <= version:
+                continue  # applied already
+            if envelope.version != version + 1:
+                why = f"out of order: {aggregate} v{envelope.version} came before v{version + 1}"
+            else:
+                try:
+                    new = self._document(doc, envelope, event)
+                    why = None
+                except Exception as exc:  # the projection's own code refuses it
+                    why = f"{type(exc).__name__}: {exc}"
+            if why:
+                blocked[aggregate], rejected[seq] = seq, why
+                continue
+            if new is None and doc is None:
+                continue  # nothing to show for this aggregate
+            states[aggregate] = ({**(new if new is not None else doc), "version": envelope.version}, envelope.version)
+            covers.setdefault(aggregate, []).append(seq)
+        if covers:
+            rejected.update(await self._bulk(states, covers))
+        return rejected
+
+    async def _load(self, aggregates: set[str]) -> dict[str, tuple[Document | None, int]]:
+        states = {a: self._cache[a] for a in aggregates if a in self._cache}
+        missing = [a for a in aggregates if a not in states]
+        if missing and not self._complete:
+            found = await self._client.mget(index=self.name, body={"ids": missing}, realtime=True)
+            for doc in found["docs"]:
+                if doc.get("found"):
+                    states[doc["_id"]] = (doc["_source"], doc["_version"])
+        return states
+
+    async def _bulk(
+        self, states: dict[str, tuple[Document | None, int]], covers: dict[str, list[int]]
+    ) -> dict[int, str]:
+        lines = []
+        for aggregate in covers:
+            doc, version = states[aggregate]
+            lines.append(
+                {"index": {"_index": self.name, "_id": aggregate, "version": version, "version_type": "external"}}
+            )
+            lines.append(doc)
+        body = b"\n".join(msgspec.json.encode(line) for line in lines) + b"\n"
+        answer = await self._client.bulk(body=body)
+        rejected, transient = {}, []
+        for aggregate, item in zip(covers, answer["items"], strict=True):
+            result = item["index"]
+            status = result.get("status", 500)
+            if status < 300:
+                self._remember(aggregate, states[aggregate])
+            elif status == 409:  # a later or equal version is there: applied already
+                self._forget(aggregate)
+            elif status == 429 or status >= 500:
+                transient.append(f"{status} {result.get('error', {}).get('type', '')}")
+            else:  # mapping or argument errors never pass: poison, with every event the document covered
+                self._forget(aggregate)
+                error = result.get("error", {})
+                why = f"OpenSearch refused the document: {status} {error.get('type')}: {error.get('reason')}"
+                rejected.update(dict.fromkeys(covers[aggregate], why))
+        if transient:
+            raise TransientBulkFailure(f"{len(transient)} items refused, e.g. {transient[0]}")
+        return rejected
+
+    def _remember(self, aggregate: str, state: tuple[Document | None, int]) -> None:
+        self._cache[aggregate] = state
+        self._cache.move_to_end(aggregate)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+            self._complete = False
+
+    def _forget(self, aggregate: str) -> None:
+        self._cache.pop(aggregate, None)
+        self._complete = False
+
+    async def refresh(self) -> None:
+        await self._client.indices.refresh(index=self.name)
+
+
+class DocumentReadModel:
+    """The generations of one document read model and the alias that names the active one."""
+
+    def __init__(
+        self,
+        client: AsyncOpenSearch,
+        alias: str,
+        prefix: str,
+        mapping: dict,
+        stream_type: str,
+        document: DocumentFunction,
+    ) -> None:
+        self._client, self._alias, self._mapping = client, alias, mapping
+        self._stream_type, self._document = stream_type, document
+        self._state_index = projection_state_index(prefix)
+        self.checks = {"opensearch": lambda: client.cluster.health(index=alias)}
+
+    def _store(self, index: str) -> DocumentStore:
+        return DocumentStore(self._client, index, self._state_index, self._stream_type, self._document)
+
+    async def active(self) -> DocumentStore:
+        """The generation the alias points at; the first one is made here."""
+        if not await self._client.indices.exists(index=self._state_index):
+            await self._client.indices.create(index=self._state_index, body=STATE_MAPPING, ignore=400)
+        if not await self._client.indices.exists_alias(name=self._alias):
+            index = f"{self._alias}-v1"
+            await self._client.indices.create(index=index, body=self._mapping, ignore=400)  # 400: it exists
+            await self._client.indices.put_alias(index=index, name=self._alias)
+        index = await self.active_name()
+        # fields added since the index was made; a changed field needs a rebuild instead
+        await self._client.indices.put_mapping(index=index, body=self._mapping["mappings"])
+        return self._store(index)
+
+    async def active_name(self) -> str:
+        return next(iter(await self._client.indices.get_alias(name=self._alias)))
+
+    async def generation(self, name: str | None) -> DocumentStore:
+        """The generation `name` (made if missing), or a new one; set up for a bulk replay."""
+        if name is None:
+            existing = await self._client.indices.get(index=f"{self._alias}-v*", allow_no_indices=True)
+            number = max((int(index.rsplit("-v", 1)[1]) for index in existing), default=0) + 1
+            name = f"{self._alias}-v{number}"
+        if not await self._client.indices.exists(index=name):
+            body = {**self._mapping, "settings": {**self._mapping.get("settings", {}), **REPLAY_SETTINGS["index"]}}
+            await self._client.indices.create(index=name, body=body)
+        return self._store(name)
+
+    async def prepare(self, store: DocumentStore) -> None:
+        """Ready a replayed generation for readers: the mapping's settings back, everything searchable."""
+        settings = self._mapping.get("settings", {})
+        restore = {"refresh_interval": None, "number_of_replicas": settings.get("number_of_replicas", 1)}
+        await self._client.indices.put_settings(index=store.name, body={"index": restore})
+        await self._client.indices.refresh(index=store.name)
+
+    async def activate(self, store: DocumentStore) -> None:
+        """Point the alias at `store`'s generation, in one step."""
+        current = list(await self._client.indices.get_alias(name=self._alias))
+        actions = [{"remove": {"index": index, "alias": self._alias}} for index in current if index != store.name]
+        await self._client.indices.update_aliases(
+            body={"actions": [*actions, {"add": {"index": store.name, "alias": self._alias}}]}
+        )
+
+    async def retire(self, name: str) -> None:
+        """Delete a generation no reader uses; the active one is refused."""
+        if name == await self.active_name():
+            raise RuntimeError(f"{name} is the active generation of {self._alias}: not deleted")
+        await self._client.indices.delete(index=name, ignore_unavailable=True)
+        await self._client.delete(index=self._state_index, id=name, ignore=404)
+
+    async def rebuild_state(self) -> RebuildState | None:
+        try:
+            found = await self._client.get(index=self._state_index, id=f"rebuild:{self._alias}")
+        except NotFoundError:
+            return None
+        return msgspec.convert(found["_source"], RebuildState)
+
+    async def save_rebuild_state(self, state: RebuildState | None) -> None:
+        if state is None:
+            await self._client.delete(index=self._state_index, id=f"rebuild:{self._alias}", ignore=404)
+        else:
+            await self._client.index(
+                index=self._state_index, id=f"rebuild:{self._alias}", body=msgspec.to_builtins(state)
+            )
+
+
+class SearchProjectorSettings(CommonSettings, frozen=True, kw_only=True):
+    opensearch_url: str = "http://127.0.0.1:9200"
+    index_prefix: str = ""  # lets tests and parallel systems share one OpenSearch
+
+
+def document_projector_app(
+    name: str,
+    settings: SearchProjectorSettings,
+    alias: str,
+    mapping: dict,
+    stream_type: str,
+    document: DocumentFunction,
+) -> Litestar:
+    @asynccontextmanager
+    async def open_read_model() -> AsyncIterator[DocumentReadModel]:
+        client = open_client(settings.opensearch_url)
+        try:
+            yield DocumentReadModel(
+                client, settings.index_prefix + alias, settings.index_prefix, mapping, stream_type, document
+            )
+        finally:
+            await client.close()
+
+    return projector_app(name, settings, open_read_model)

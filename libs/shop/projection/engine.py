@@ -1,0 +1,367 @@
+"""The consume loop every projector runs (DESIGN §5.2, §5.5, §5.8).
+
+- **Checkpoint in the read model's own store.** A projection resumes from its store's checkpoint
+  in strict stream order: its consumer is (re)created at checkpoint + 1 with no acks, and any break
+  in the consumer sequence, a lost or deleted consumer, a NATS restart or a failed batch makes it
+  start again from the checkpoint. It never depends on the order of JetStream redeliveries.
+- **Two kinds of failure.** Whatever raises while a batch is written (a store or the bus down,
+  timing out, answering 429/5xx) is transient: the batch is tried again with capped backoff for as
+  long as it takes, and readiness names the failure. An event that cannot be decoded or that the
+  projection rejects is poison: it goes to the DLQ and its aggregate is parked, so that aggregate's
+  later events follow it into the DLQ at once while every other aggregate flows on.
+- **Truthful positions.** The checkpoint (and the announced position) moves to N only once every
+  event up to N is applied or dead-lettered, and dead letters are published before it moves.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import NamedTuple, Protocol
+
+import msgspec
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from shop.contracts.events import DomainEvent, Envelope, decode_data, envelope_decoder
+from shop.messaging import EVENTS_STREAM
+from shop.metrics import EVENTS_DEAD_LETTERED, EVENTS_HANDLED, PROJECTION_LAG, PROJECTION_POSITION
+
+log = structlog.get_logger()
+
+
+class Checkpoint(msgspec.Struct, kw_only=True):
+    position: int = 0  # every event up to this stream sequence is applied or dead-lettered
+    parked: dict[str, int] = {}  # aggregate (stream id) -> stream sequence of its first dead letter
+
+
+class Event(NamedTuple):
+    seq: int  # stream sequence
+    envelope: Envelope
+    event: DomainEvent
+
+
+class Store(Protocol):
+    """One generation of a read model, written by one projector at a time."""
+
+    name: str  # the generation: an index name, a key prefix
+    refreshes: bool  # writes become searchable only after refresh()
+
+    async def checkpoint(self) -> Checkpoint: ...
+
+    async def write(self, events: Sequence[Event]) -> dict[int, str]:
+        """Apply the events in order, idempotently (what is applied already changes nothing).
+
+        Returns the events the projection rejects, as {stream sequence: why}; once an aggregate's
+        event is rejected, its later events in `events` are rejected too. Raises on anything transient."""
+        ...
+
+    async def commit(self, checkpoint: Checkpoint) -> None:
+        """Store the checkpoint; a position lower than the stored one changes nothing."""
+        ...
+
+    async def refresh(self) -> None:
+        """Make what was written searchable."""
+        ...
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True):
+    """A projection's progress, as announced on `proj.<projector>.position`."""
+
+    projector: str
+    position: int  # applied or parked up to here: a read by id sees it
+    searchable: int | None = None  # covered by a refresh: a list or search sees it (None: = position)
+    parked: dict[str, int] = {}  # aggregate -> stream sequence of its first dead letter
+
+
+position_decoder = msgspec.json.Decoder(Position)
+
+
+def position_subject(projector: str) -> str:
+    return f"proj.{projector}.position"
+
+
+class Letter(NamedTuple):
+    seq: int
+    data: bytes
+    reason: str
+
+
+class Backoff:
+    def __init__(self, first: float, cap: float) -> None:
+        self._first, self._cap, self.delay = first, cap, first
+
+    def reset(self) -> None:
+        self.delay = self._first
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.delay)
+        self.delay = min(self.delay * 2, self._cap)
+
+
+class Projector:
+    """Feeds one store from EVENTS. `name` is the durable consumer's; a rebuild's replay runs a second
+    Projector (`announce=False`) into the new generation, dead-lettering under the live name."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        name: str,
+        store: Store,
+        *,
+        dead_letters: str | None = None,  # the projector whose DLQ subject gets the poison: this one unless given
+        announce: bool = True,
+        skip_letters: frozenset[int] = frozenset(),  # stream sequences already in the DLQ: not published again
+        batch: int = 500,
+        refresh_interval: float = 0.05,
+        retry_first: float = 0.1,
+        retry_cap: float = 5.0,
+    ) -> None:
+        self._nc, self._js = nc, nc.jetstream()
+        self.name, self._store = name, store
+        self._projector = dead_letters or name
+        self._announce, self._skip_letters = announce, skip_letters
+        self._batch, self._refresh_interval = batch, refresh_interval
+        self._backoff = Backoff(retry_first, retry_cap)
+        self.checkpoint = Checkpoint()
+        self.searchable = 0
+        self.failure: str | None = None  # the transient failure the loop is retrying, if any
+        self._lock = asyncio.Lock()  # held while a batch is written; hold() takes it between batches
+        self._sub = None
+        self._next_consumer_seq = 1
+        self._stopping = asyncio.Event()
+        self._unrefreshed = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    @property
+    def position(self) -> int:
+        return self.checkpoint.position
+
+    @property
+    def jetstream(self) -> JetStreamContext:
+        return self._js
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    async def start(self) -> None:
+        """Start consuming; the first subscription happens here, so a start that cannot reach the store
+        or NATS fails loudly instead of retrying in the background."""
+        await self._subscribe()
+        self._tasks = [asyncio.create_task(self._run(), name=f"projector-{self.name}")]
+        if self._store.refreshes:
+            self._tasks.append(asyncio.create_task(self._refresher(), name=f"refresh-{self.name}"))
+
+    async def stop(self, timeout: float = 10) -> None:
+        """Finish the batch in hand, then stop fetching."""
+        self._stopping.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
+            for task in self._tasks:
+                task.cancel()
+        await self._unsubscribe()
+
+    async def ready(self) -> None:
+        """Readiness: raises while the loop is retrying a failure or is not running."""
+        if not self._tasks or self._tasks[0].done():
+            raise RuntimeError("consume loop is not running")
+        if self.failure:
+            raise RuntimeError(self.failure)
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        """No batch is written while the context is open."""
+        async with self._lock:
+            yield
+
+    async def switch(self, store: Store) -> None:
+        """Go on in another store from its own checkpoint (call inside hold())."""
+        self._store = store
+        await self._unsubscribe()
+        await self._subscribe()
+        await self._announce_position()
+
+    async def _subscribe(self) -> None:
+        self.checkpoint = await self._store.checkpoint()
+        self.searchable = self.checkpoint.position
+        stream = (await self._js.stream_info(EVENTS_STREAM)).state
+        if stream.first_seq > self.position + 1 and stream.messages:
+            raise RuntimeError(
+                f"EVENTS starts at #{stream.first_seq} but {self.name} needs #{self.position + 1}: history was lost"
+            )
+        with contextlib.suppress(NotFoundError):
+            await self._js.delete_consumer(EVENTS_STREAM, self.name)
+        config = ConsumerConfig(
+            durable_name=self.name,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.position + 1,
+            ack_policy=AckPolicy.NONE,
+            filter_subject="evt.>",
+        )
+        await self._js.add_consumer(EVENTS_STREAM, config)
+        self._sub = await self._js.pull_subscribe_bind(durable=self.name, stream=EVENTS_STREAM)
+        self._next_consumer_seq = 1
+        PROJECTION_POSITION.labels(projector=self.name).set(self.position)
+        log.info("subscribed", projector=self.name, store=self._store.name, position=self.position)
+
+    async def _unsubscribe(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _run(self) -> None:
+        await self._announce_position()
+        idle = 0
+        while not self._stopping.is_set():
+            try:
+                if self._sub is None:
+                    await self._subscribe()
+                    await self._announce_position()
+                sub = self._sub
+                try:
+                    msgs = await sub.fetch(self._batch, timeout=1)
+                except TimeoutError:  # nothing new (nats-py raises its own and asyncio's)
+                    idle += 1
+                    if idle % 2 == 0:  # a deleted consumer only shows as silence
+                        await self._js.consumer_info(EVENTS_STREAM, self.name)
+                    continue
+                if not msgs:
+                    continue
+                idle = 0
+                await self._handle(sub, msgs)
+                self.failure = None
+                self._backoff.reset()
+            except Exception as exc:
+                if self._stopping.is_set():
+                    return
+                self.failure = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("batch_failed", projector=self.name, error=self.failure, retry_in=self._backoff.delay)
+                await self._unsubscribe()  # start again from the checkpoint
+                await self._update_lag()
+                await self._backoff.sleep()
+
+    async def _handle(self, sub: object, msgs: list[Msg]) -> None:
+        async with self._lock:
+            if sub is not self._sub:  # switched to another store meanwhile: these belong to the old one
+                return
+            events, letters, parked = [], [], dict(self.checkpoint.parked)
+            for msg in msgs:
+                meta = msg.metadata
+                if meta.sequence.consumer != self._next_consumer_seq:
+                    raise RuntimeError(
+                        f"consumer sequence jumped from {self._next_consumer_seq - 1} to {meta.sequence.consumer}"
+                    )
+                self._next_consumer_seq += 1
+                seq = meta.sequence.stream
+                try:
+                    envelope = envelope_decoder.decode(msg.data)
+                    event = decode_data(envelope)
+                except (msgspec.MsgspecError, ValueError) as exc:  # never decodable: poison
+                    letters.append(Letter(seq, msg.data, f"undecodable event: {type(exc).__name__}: {exc}"))
+                    continue
+                if envelope.stream_id in parked:
+                    letters.append(Letter(seq, msg.data, f"parked behind #{parked[envelope.stream_id]}"))
+                    continue
+                events.append((Event(seq, envelope, event), msg.data))
+            rejected = await self._store.write([e for e, _ in events]) if events else {}
+            for event, data in events:
+                if event.seq in rejected:
+                    parked.setdefault(event.envelope.stream_id, event.seq)
+                    letters.append(Letter(event.seq, data, rejected[event.seq]))
+                else:
+                    EVENTS_HANDLED.labels(projector=self.name, type=event.envelope.type).inc()
+            await self._dead_letter(sorted(letters))
+            checkpoint = Checkpoint(position=msgs[-1].metadata.sequence.stream, parked=parked)
+            await self._store.commit(checkpoint)
+            self.checkpoint = checkpoint
+            if self._store.refreshes:
+                self._unrefreshed.set()
+            else:
+                self.searchable = checkpoint.position
+        PROJECTION_POSITION.labels(projector=self.name).set(checkpoint.position)
+        PROJECTION_LAG.labels(projector=self.name).set(msgs[-1].metadata.num_pending)
+        await self._announce_position()
+
+    async def redrive(self, letters: Sequence[tuple[int, bytes]]) -> dict[int, str]:
+        """Apply dead letters (stream sequence, data) again, in order, and unpark each aggregate whose
+        letters all applied; returns those rejected again, as {stream sequence: why}."""
+        async with self._lock:
+            events, failed = [], {}
+            for seq, data in letters:
+                try:
+                    envelope = envelope_decoder.decode(data)
+                    events.append(Event(seq, envelope, decode_data(envelope)))
+                except (msgspec.MsgspecError, ValueError) as exc:
+                    failed[seq] = f"undecodable event: {type(exc).__name__}: {exc}"
+            rejected = await self._store.write(events) if events else {}
+            failed.update(rejected)
+            still_parked = {e.envelope.stream_id for e in events if e.seq in rejected}
+            parked = {
+                aggregate: seq
+                for aggregate, seq in self.checkpoint.parked.items()
+                if aggregate in still_parked or aggregate not in {e.envelope.stream_id for e in events}
+            }
+            checkpoint = Checkpoint(position=self.position, parked=parked)
+            await self._store.commit(checkpoint)
+            self.checkpoint = checkpoint
+            if self._store.refreshes:
+                self._unrefreshed.set()
+        log.info("redriven", projector=self.name, letters=len(letters), rejected=len(failed))
+        await self._announce_position()
+        return failed
+
+    async def _dead_letter(self, letters: list[Letter]) -> None:
+        """Publish to the DLQ and wait for the acks: before the checkpoint passes them."""
+        for letter in letters:
+            if letter.seq in self._skip_letters:
+                continue
+            log.error("event_dead_lettered", projector=self._projector, stream_seq=letter.seq, reason=letter.reason)
+            await self._js.publish(
+                f"dlq.{self._projector}",
+                letter.data,
+                headers={
+                    "Nats-Msg-Id": f"{self._projector}:{letter.seq}",
+                    "Shop-Error": letter.reason[:1000],
+                    "Shop-Stream-Seq": str(letter.seq),
+                },
+            )
+            EVENTS_DEAD_LETTERED.labels(projector=self._projector).inc()
+
+    async def _refresher(self) -> None:
+        """At most one refresh per interval while there are unrefreshed writes."""
+        while not self._stopping.is_set():
+            await self._unrefreshed.wait()
+            await asyncio.sleep(self._refresh_interval)
+            self._unrefreshed.clear()
+            covered = self.position
+            try:
+                await self._store.refresh()
+            except Exception as exc:
+                log.warning("refresh_failed", projector=self.name, error=f"{type(exc).__name__}: {exc}")
+                self._unrefreshed.set()
+                await asyncio.sleep(self._backoff.delay)
+                continue
+            self.searchable = max(self.searchable, covered)
+            await self._announce_position()
+
+    async def _announce_position(self) -> None:
+        if not self._announce:
+            return
+        position = Position(
+            projector=self.name,
+            position=self.position,
+            searchable=self.searchable,
+            parked=self.checkpoint.parked,
+        )
+        with contextlib.suppress(Exception):  # NATS away: the next one will tell
+            await self._nc.publish(position_subject(self.name), msgspec.json.encode(position))
+
+    async def _update_lag(self) -> None:
+        with contextlib.suppress(Exception):
+            last = (await self._js.stream_info(EVENTS_STREAM)).state.last_seq
+            PROJECTION_LAG.labels(projector=self.name).set(max(0, last - self.position))

@@ -1,0 +1,257 @@
+"""Rebuild a read model with no downtime (DESIGN §5.7): `just rebuild <projector>`.
+
+The projector replays the whole EVENTS stream into a new generation of its read model (a new
+OpenSearch index tuned for bulk writes, a new Redis key prefix) with a second Projector, while the
+live one keeps serving and being updated. Once the replay has reached the live projection's
+checkpoint, the live projection is held between two batches, readers are switched (alias swap,
+pointer key) and the live projection goes on in the new generation from its checkpoint: no catch-up
+after the switch. Then the old generation is deleted.
+
+The rebuild's state is kept in the read model's store: a process that dies or is stopped at any
+step finishes the rebuild when it starts again, and the active generation is never deleted."""
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+import httpx
+import msgspec
+import structlog
+from litestar import MediaType, Response, get, post
+from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
+from tqdm import tqdm
+
+from shop.messaging import EVENTS_STREAM
+from shop.ops import Check
+from shop.projection.dlq import dead_letters
+from shop.projection.engine import Projector, Store
+from shop.read_models import PROJECTORS, ops_url
+
+log = structlog.get_logger()
+
+
+class RebuildState(msgspec.Struct, kw_only=True):
+    """What a rebuild has done, kept in the read model's store."""
+
+    generation: str  # being replayed into
+    previous: str  # the active one when the rebuild started
+    phase: str = "replaying"  # replaying | switched
+    started_at: datetime
+
+
+class ReadModel(Protocol):
+    checks: dict[str, Check]  # readiness checks of its store
+
+    async def active(self) -> Store:
+        """The generation readers use (the first one is made here)."""
+
+    async def active_name(self) -> str: ...
+
+    async def generation(self, name: str | None) -> Store:
+        """The generation `name`, or a new empty one, set up for a bulk replay."""
+
+    async def prepare(self, store: Store) -> None:
+        """Ready a replayed generation for readers (settings, refresh)."""
+
+    async def activate(self, store: Store) -> None:
+        """Make `store` the generation readers use, in one step."""
+
+    async def retire(self, name: str) -> None:
+        """Delete a generation; refuses the active one."""
+
+    async def rebuild_state(self) -> RebuildState | None: ...
+
+    async def save_rebuild_state(self, state: RebuildState | None) -> None: ...
+
+
+class RebuildStatus(msgspec.Struct, kw_only=True):
+    projector: str
+    state: str = "idle"  # idle | replaying | switching | done | failed
+    generation: str | None = None
+    previous: str | None = None
+    position: int = 0  # events done: the replay's checkpoint
+    target: int = 0  # events in the stream
+    rate: float = 0.0  # events/s over the last few seconds
+    eta_seconds: float | None = None
+    failure: str | None = None  # a transient failure the replay is retrying
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+
+class Rebuild:
+    def __init__(self, nc: NATS, name: str, read_model: ReadModel, live: Projector, poll: float = 0.2) -> None:
+        self._nc, self._js, self._name, self._read_model, self._live = nc, nc.jetstream(), name, read_model, live
+        self._poll = poll
+        self.status = RebuildStatus(projector=name)
+        self._task: asyncio.Task | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self, state: RebuildState | None = None) -> None:
+        """A new rebuild, or the one `state` describes."""
+        self.status = RebuildStatus(projector=self._name, state="replaying", started_at=datetime.now(UTC))
+        self._task = asyncio.create_task(self._run(state), name=f"rebuild-{self._name}")
+
+    async def resume(self) -> None:
+        """Finish a rebuild that a stopped or dead process left."""
+        state = await self._read_model.rebuild_state()
+        if state is not None:
+            log.info("rebuild_resumed", projector=self._name, generation=state.generation, phase=state.phase)
+            self.start(state)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self, state: RebuildState | None) -> None:
+        status = self.status
+        try:
+            if state is None:
+                stream = (await self._js.stream_info(EVENTS_STREAM)).state
+                if stream.first_seq > 1 and stream.messages:
+                    raise RuntimeError(f"EVENTS starts at #{stream.first_seq}, not #1: a replay would be incomplete")
+                store = await self._read_model.generation(None)
+                state = RebuildState(
+                    generation=store.name, previous=self._live.store.name, started_at=status.started_at
+                )
+                await self._read_model.save_rebuild_state(state)
+                log.info("rebuild_started", projector=self._name, generation=state.generation)
+            status.generation, status.previous = state.generation, state.previous
+            if state.phase == "replaying" and await self._read_model.active_name() != state.generation:
+                await self._replay_and_switch(state)
+            state.phase = "switched"
+            await self._read_model.save_rebuild_state(state)
+            if state.previous != state.generation:
+                await self._read_model.retire(state.previous)
+            await self._read_model.save_rebuild_state(None)
+            status.state = "done"
+            log.info("rebuild_done", projector=self._name, generation=state.generation, position=status.position)
+        except asyncio.CancelledError:
+            log.info("rebuild_paused", projector=self._name, generation=status.generation)  # resumed on start
+            raise
+        except Exception as exc:
+            status.state, status.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("rebuild_failed", projector=self._name)
+        finally:
+            status.finished_at = datetime.now(UTC)
+
+    async def _replay_and_switch(self, state: RebuildState) -> None:
+        status = self.status
+        store = await self._read_model.generation(state.generation)
+        parked = frozenset(letter.stream_seq for letter in await dead_letters(self._js, self._name))
+        replay = Projector(
+            self._nc, f"{self._name}-rebuild", store, dead_letters=self._name, announce=False, skip_letters=parked,
+            batch=1000,
+        )  # fmt: skip
+        await replay.start()
+        samples: list[tuple[float, int]] = []
+        try:
+            prepared = False
+            while True:
+                status.position, status.failure = replay.position, replay.failure
+                status.target = max((await self._js.stream_info(EVENTS_STREAM)).state.last_seq, status.position)
+                samples = [*samples[-25:], (time.monotonic(), status.position)]
+                (t0, p0), (t1, p1) = samples[0], samples[-1]
+                status.rate = (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
+                status.eta_seconds = (status.target - status.position) / status.rate if status.rate else None
+                if replay.position >= self._live.position:
+                    if not prepared:  # the slow part, while both go on
+                        await self._read_model.prepare(store)
+                        prepared = True
+                    if await self._switch(replay, store):
+                        return
+                await asyncio.sleep(self._poll)
+        finally:
+            await replay.stop()
+            with contextlib.suppress(NotFoundError):
+                await self._js.delete_consumer(EVENTS_STREAM, f"{self._name}-rebuild")
+
+    async def _switch(self, replay: Projector, store: Store) -> bool:
+        """With the live projection held: once the replay has reached it (a few batches at most), readers
+        and the live projection move to the new generation. False if the replay fell behind again."""
+        async with self._live.hold():
+            deadline = time.monotonic() + 5
+            while replay.position < self._live.position:
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.01)
+            self.status.state = "switching"
+            await replay.stop()
+            await self._read_model.activate(store)
+            await self._live.switch(store)
+            self.status.position = replay.position
+            log.info("rebuild_switched", projector=self._name, generation=store.name, position=replay.position)
+            return True
+
+
+def rebuild_handlers(rebuilds: list[Rebuild]) -> list:
+    """POST /rebuild starts one (409 while one runs), GET /rebuild tells how it goes."""
+
+    @post("/rebuild", media_type=MediaType.JSON, include_in_schema=False)
+    async def start_rebuild() -> Response[RebuildStatus]:
+        if not rebuilds:
+            return Response(RebuildStatus(projector="", state="failed", error="still starting"), status_code=503)
+        if rebuilds[0].running:
+            return Response(rebuilds[0].status, status_code=409)
+        rebuilds[0].start()
+        return Response(rebuilds[0].status, status_code=202)
+
+    @get("/rebuild", media_type=MediaType.JSON, include_in_schema=False)
+    async def rebuild_status() -> Response[RebuildStatus]:
+        if not rebuilds:
+            return Response(RebuildStatus(projector="", state="failed", error="still starting"), status_code=503)
+        return Response(rebuilds[0].status)
+
+    return [start_rebuild, rebuild_status]
+
+
+async def run(projector: str, url: str, timeout: float) -> int:
+    """Start a rebuild through the projector's ops endpoint and follow it to the end with a progress bar."""
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        started = await http.post("/rebuild")
+        if started.status_code == 409:
+            print(f"a rebuild of {projector} is already running; following it")
+        elif started.status_code != 202:
+            print(f"{projector} refused the rebuild: {started.status_code} {started.text}", file=sys.stderr)
+            return 1
+        deadline = asyncio.get_running_loop().time() + timeout
+        with tqdm(desc=f"rebuild {projector}", unit="event", unit_scale=True, dynamic_ncols=True) as bar:
+            while True:
+                status = msgspec.json.decode((await http.get("/rebuild")).content, type=RebuildStatus)
+                bar.total = status.target
+                bar.update(status.position - bar.n)
+                bar.set_postfix_str(f"{status.state} {status.generation or ''} {status.failure or ''}".strip())
+                if status.state in ("done", "failed"):
+                    break
+                if asyncio.get_running_loop().time() > deadline:
+                    print(f"not done after {timeout:.0f}s; it goes on: GET {url}/rebuild", file=sys.stderr)
+                    return 1
+                await asyncio.sleep(0.5)
+        if status.error:
+            print(status.error, file=sys.stderr)
+            return 1
+        print(f"{projector}: {status.position} events replayed into {status.generation}; {status.previous} deleted")
+        return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="just rebuild", description=__doc__)
+    parser.add_argument("projector", choices=sorted(PROJECTORS))
+    parser.add_argument("--url", help="the projector's ops address (default: from its HTTP_PORT setting)")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds to follow it (default 3600)")
+    args = parser.parse_args()
+    sys.exit(asyncio.run(run(args.projector, args.url or ops_url(args.projector), args.timeout)))
+
+
+if __name__ == "__main__":
+    main()
