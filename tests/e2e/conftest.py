@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,9 +83,10 @@ class System:
         assert started.returncode == 0, started.stdout + started.stderr
 
 
-@pytest.fixture(scope="session")
-async def system(nats_url, tmp_path_factory) -> AsyncIterator[System]:
-    run_dir = tmp_path_factory.mktemp("run")
+@asynccontextmanager
+async def running_system(run_dir: Path, nats_url: str, **settings: str) -> AsyncIterator[System]:
+    """The six processes against their own database, key and index prefixes; `settings` override the
+    environment they are started with (e.g. OPENSEARCH_URL through a proxy)."""
     ports = {name: free_port() for name in SERVICES}
     prefix = f"e2e-{uuid.uuid4().hex[:8]}-"
     redis = Redis.from_url(REDIS_URL)
@@ -101,6 +103,7 @@ async def system(nats_url, tmp_path_factory) -> AsyncIterator[System]:
             "GATEWAY_JWT_SECRET": JWT_SECRET,
             "QUERY_SERVICE_CONSISTENCY_WAIT": "1.5",
             **{f"{name.upper().replace('-', '_')}_HTTP_PORT": str(port) for name, port in ports.items()},
+            **settings,
         }
         system = System(
             gateway=f"http://127.0.0.1:{ports['gateway']}",
@@ -121,6 +124,12 @@ async def system(nats_url, tmp_path_factory) -> AsyncIterator[System]:
             async for key in redis.scan_iter(match=f"{prefix}*"):
                 await redis.delete(key)
             await redis.aclose()
+
+
+@pytest.fixture(scope="session")
+async def system(nats_url, tmp_path_factory) -> AsyncIterator[System]:
+    async with running_system(tmp_path_factory.mktemp("run"), nats_url) as system:
+        yield system
 
 
 @pytest.fixture
