@@ -1,9 +1,7 @@
-"""The projectors' consume loop against real NATS JetStream and OpenSearch: poison and out-of-order
-events go to the DLQ, the loop goes on, nothing is skipped silently."""
+"""The projection engine against real NATS JetStream and OpenSearch: the checkpoint lives in the read
+model's store, poison parks only its aggregate, a re-drive unparks it, a deleted consumer comes back."""
 
 import asyncio
-import subprocess
-import sys
 import uuid
 
 import msgspec
@@ -11,153 +9,153 @@ import pytest
 
 from projector_catalog.documents import MAPPING, product_document
 from shop import messaging
-from shop.contracts.events import DomainEvent, ProductCreated, ProductRestocked, ProductStockDecreased
-from shop.dlq import DeadLetter, dead_letters, redrive
+from shop.contracts.events import DomainEvent, ProductCreated, ProductRestocked
 from shop.messaging import DLQ_STREAM, EVENTS_STREAM
-from shop.projection import Projector
-from shop.search_index import DocumentProjection, VersionedIndex, open_client
+from shop.projection.dlq import dead_letters
+from shop.projection.documents import DocumentReadModel, open_client
+from shop.projection.engine import Projector
 from tests.conftest import OPENSEARCH_URL
 from tests.envelopes import envelope
+from tests.faults import NatsServer
 
 
 def event(stream_id: str, version: int, domain_event: DomainEvent, **options) -> bytes:
     return msgspec.json.encode(envelope(stream_id, version, domain_event, **options))
 
 
-CREATED = ProductCreated(name="Mug", description="", price=100, stock=1, category="c", seller_id="s")
+def created(name: str = "Mug", category: str = "c") -> ProductCreated:
+    return ProductCreated(name=name, description="", price=100, stock=1, category=category, seller_id="s")
 
 
 @pytest.fixture
-async def nc(nats_url):
-    connection = await messaging.connect(nats_url, "test-projector")
+async def nc(tmp_path):
+    server = NatsServer(tmp_path / "jetstream")
+    connection = await messaging.connect(server.url, "test-projector")
     await messaging.ensure_streams(connection)
     yield connection
     await connection.close()
+    server.stop()
 
 
 @pytest.fixture
-async def products():
+async def catalog():
     client = open_client(OPENSEARCH_URL)
-    index = VersionedIndex(client, f"test-{uuid.uuid4().hex[:8]}-products", MAPPING)
-    await index.ensure()
-    yield index
-    await client.indices.delete(index=f"{index.alias}-v1")
+    prefix = f"test-{uuid.uuid4().hex[:8]}-"
+    yield DocumentReadModel(client, f"{prefix}products", prefix, MAPPING, "product", product_document)
+    await client.indices.delete(index=f"{prefix}*", ignore_unavailable=True)
     await client.close()
 
 
-async def test_poison_and_out_of_order_events_go_to_the_dlq_and_the_projector_goes_on(nc, products):
-    js, name, p1 = nc.jetstream(), f"catalog-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
-    sent = [
-        event(p1, 1, CREATED),
-        b"this is not an event",
-        event(str(uuid.uuid4()), 1, CREATED, schema=1, data=b'{"name": "no categoryId"}'),  # cannot be upcast
-        event(p1, 3, ProductRestocked(quantity=100)),  # v2 has not come yet
-        event(p1, 2, ProductRestocked(quantity=5)),
-    ]
-    for payload in sent:
-        last = (await js.publish("evt.product.test", payload)).seq
-    projector = Projector(nc, name, DocumentProjection(products, "product", product_document), retry_delay=0.01)
+async def publish(nc, *payloads: bytes) -> int:
+    for payload in payloads:
+        last = (await nc.jetstream().publish("evt.product.test", payload)).seq
+    return last
+
+
+async def running(nc, catalog, name: str = "catalog") -> Projector:
+    projector = Projector(nc, name, await catalog.active(), retry_first=0.01)
     await projector.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + 20
-        while projector.position < last:
-            assert asyncio.get_running_loop().time() < deadline, projector.position
-            await asyncio.sleep(0.05)
-        await projector.consumer_ready()  # the loop still runs
-    finally:
-        await projector.stop(5)
-        await js.delete_consumer(EVENTS_STREAM, name)
-
-    doc, version = await products.get(p1)
-    assert (doc["stock"], version) == (6, 2)  # v1 and v2 applied; v3 was not applied out of order
-    dead = [await js.get_last_msg(DLQ_STREAM, f"dlq.{name}")]
-    info = await js.stream_info(DLQ_STREAM, subjects_filter=f"dlq.{name}")
-    assert info.state.subjects == {f"dlq.{name}": 3}
-    assert "v3 came before v2" in dead[0].headers["Shop-Error"]
+    return projector
 
 
-class FlushFailsOnce:
-    """A projection whose first flush fails after the whole batch was applied: the batch is nak'ed
-    and comes again, so every event in it is applied a second time."""
-
-    def __init__(self, inner: DocumentProjection) -> None:
-        self.inner, self.failed = inner, False
-
-    async def apply(self, envelope, event, position) -> None:
-        await self.inner.apply(envelope, event, position)
-
-    async def flush(self) -> None:
-        if not self.failed:
-            self.failed = True
-            raise ConnectionError("the store went away before the batch was acknowledged")
-        await self.inner.flush()
-
-
-async def test_a_batch_nakked_after_it_was_applied_changes_nothing_when_it_comes_again(nc, products):
-    js, name, p1 = nc.jetstream(), f"catalog-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
-    for payload in (
-        event(p1, 1, ProductCreated(name="Mug", description="", price=100, stock=10, category="c", seller_id="s")),
-        event(p1, 2, ProductStockDecreased(quantity=3, order_id="o1")),
-        event(p1, 3, ProductRestocked(quantity=1)),
-    ):
-        last = (await js.publish("evt.product.test", payload)).seq
-    flaky = FlushFailsOnce(DocumentProjection(products, "product", product_document))
-    projector = Projector(nc, name, flaky, retry_delay=0.01)
-    await projector.start()
-    try:
-        deadline = asyncio.get_running_loop().time() + 20
-        while projector.position < last:
-            assert asyncio.get_running_loop().time() < deadline, projector.position
-            await asyncio.sleep(0.05)
-    finally:
-        await projector.stop(5)
-        await js.delete_consumer(EVENTS_STREAM, name)
-
-    assert flaky.failed
-    doc, version = await products.get(p1)
-    assert (doc["stock"], version) == (8, 3)
-
-
-async def test_a_dead_letter_re_driven_after_the_missing_event_came_is_applied(nc, products, nats_url):
-    js, name, p1 = nc.jetstream(), f"catalog-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
-    for payload in (event(p1, 1, CREATED), event(p1, 3, ProductRestocked(quantity=100))):
-        await js.publish("evt.product.test", payload)
-    projector = Projector(nc, name, DocumentProjection(products, "product", product_document), retry_delay=0.01)
-    await projector.start()
-    try:
-
-        async def v3_dead() -> list[DeadLetter]:  # the stream also holds other tests' poison events
-            return [d for d in await dead_letters(js, name) if p1 in d.event]
-
-        await eventually(v3_dead, "v3 is dead-lettered")
-        await js.publish("evt.product.test", event(p1, 2, ProductRestocked(quantity=5)))
-        listed = subprocess.run(
-            [sys.executable, "-m", "shop.dlq", "list", "--projector", name, "--nats-url", nats_url],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        assert listed.returncode == 0 and f"ProductRestocked product/{p1} v3" in listed.stdout, listed
-
-        [letter] = await v3_dead()
-        await redrive(js, letter)
-
-        async def v3_applied():
-            found = await products.get(p1)
-            return found and found[1] == 3
-
-        await eventually(v3_applied, "the re-driven v3 is applied")
-    finally:
-        await projector.stop(5)
-        await js.delete_consumer(EVENTS_STREAM, name)
-    doc, _ = await products.get(p1)
-    assert doc["stock"] == 106
-    assert [d for d in await dead_letters(js, name) if p1 in d.event] == []
-
-
-async def eventually(probe, what: str, timeout: float = 20.0):
+async def passed(projector: Projector, position: int, timeout: float = 20) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await probe()):
-        assert asyncio.get_running_loop().time() < deadline, f"not within {timeout}s: {what}"
-        await asyncio.sleep(0.05)
-    return result
+    while projector.position < position:
+        assert asyncio.get_running_loop().time() < deadline, (projector.position, projector.failure)
+        await asyncio.sleep(0.02)
+
+
+async def document(catalog, product_id: str) -> dict | None:
+    store = await catalog.active()
+    found = await store._client.mget(index=store.name, body={"ids": [product_id]})
+    doc = found["docs"][0]
+    return doc["_source"] if doc.get("found") else None
+
+
+async def test_the_checkpoint_is_kept_in_the_store_and_a_new_process_resumes_from_it(nc, catalog):
+    p1 = str(uuid.uuid4())
+    last = await publish(nc, event(p1, 1, created()), event(p1, 2, ProductRestocked(quantity=5)))
+    first = await running(nc, catalog)
+    await passed(first, last)
+    await first.stop()
+    await nc.jetstream().delete_consumer(EVENTS_STREAM, "catalog")  # nothing left in NATS of where it was
+
+    assert (await (await catalog.active()).checkpoint()).position == last
+    last = await publish(nc, event(p1, 3, ProductRestocked(quantity=1)))
+    second = await running(nc, catalog)
+    await passed(second, last)
+    await second.stop()
+    assert (await document(catalog, p1))["stock"] == 7
+
+
+async def test_a_poison_event_parks_only_its_aggregate_and_a_redrive_unparks_it(nc, catalog):
+    js, poisoned, healthy = nc.jetstream(), str(uuid.uuid4()), str(uuid.uuid4())
+    projector = await running(nc, catalog)
+    try:
+        sent = await publish(
+            nc,
+            event(poisoned, 1, created()),
+            b"this is not an event",
+            event(poisoned, 3, ProductRestocked(quantity=100)),  # v2 has not come: rejected, the product parked
+            event(healthy, 1, created("Cup")),
+            event(poisoned, 2, ProductRestocked(quantity=5)),  # parked behind v3: straight to the DLQ
+            event(healthy, 2, ProductRestocked(quantity=2)),
+        )
+        await passed(projector, sent, timeout=5)  # no retry stall for what is parked
+
+        letters = await dead_letters(js, "catalog")
+        assert [d.event.split()[-1] for d in letters] == ["(undecodable)", "v3", "v2"]
+        assert "v3 came before v2" in letters[1].error and "parked behind" in letters[2].error
+        assert projector.checkpoint.parked == {poisoned: letters[1].stream_seq}
+        assert (await document(catalog, healthy))["stock"] == 3  # the other aggregate flowed on
+        assert (await document(catalog, poisoned))["version"] == 1
+
+        # the operator re-drives the parked product's letters (v3 then v2): v3 is still out of order
+        rejected = await projector.redrive([(d.stream_seq, d.data) for d in letters[1:]])
+        assert set(rejected) == {letters[1].stream_seq, letters[2].stream_seq}
+        assert poisoned in projector.checkpoint.parked
+
+        # in stream order (v2, v3) they apply, and the product is unparked
+        ordered = sorted(letters[1:], key=lambda d: msgspec.json.decode(d.data)["version"])
+        assert await projector.redrive([(d.stream_seq, d.data) for d in ordered]) == {}
+        assert projector.checkpoint.parked == {}
+        later = await publish(nc, event(poisoned, 4, ProductRestocked(quantity=1)))
+        await passed(projector, later)
+    finally:
+        await projector.stop()
+    assert (await document(catalog, poisoned))["stock"] == 107
+    assert (await (await catalog.active()).checkpoint()).parked == {}
+
+
+async def test_a_document_the_store_refuses_is_poison_and_parks_its_aggregate(nc, catalog):
+    refused, fine = str(uuid.uuid4()), str(uuid.uuid4())
+    projector = await running(nc, catalog)
+    try:
+        sent = await publish(
+            nc,
+            event(refused, 1, created(category="x" * 40_000)),  # a keyword over 32 kB: OpenSearch says 400
+            event(fine, 1, created()),
+            event(refused, 2, ProductRestocked(quantity=1)),
+        )
+        await passed(projector, sent)
+    finally:
+        await projector.stop()
+    letters = await dead_letters(nc.jetstream(), "catalog")
+    assert [d.stream_seq for d in letters] == [1, 3]
+    assert "OpenSearch refused the document: 400" in letters[0].error
+    assert await document(catalog, refused) is None and await document(catalog, fine) is not None
+
+
+async def test_a_deleted_consumer_is_recreated_without_a_restart(nc, catalog):
+    js, p1 = nc.jetstream(), str(uuid.uuid4())
+    projector = await running(nc, catalog)
+    try:
+        await passed(projector, await publish(nc, event(p1, 1, created())))
+        await js.delete_consumer(EVENTS_STREAM, "catalog")
+        later = await publish(nc, event(p1, 2, ProductRestocked(quantity=4)))
+        await passed(projector, later)
+        await js.consumer_info(EVENTS_STREAM, "catalog")  # there again
+    finally:
+        await projector.stop()
+    assert (await document(catalog, p1))["stock"] == 5
+    assert (await js.stream_info(DLQ_STREAM)).state.messages == 0
