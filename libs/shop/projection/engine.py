@@ -160,7 +160,7 @@ class Projector:
         """Finish the batch in hand, then stop fetching."""
         self._stopping.set()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=timeout)
+            await asyncio.wait(self._tasks[:1], timeout=timeout)  # the consume loop; the refresher just ends
             for task in self._tasks:
                 task.cancel()
         await self._unsubscribe()

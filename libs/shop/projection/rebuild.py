@@ -13,6 +13,8 @@ step finishes the rebuild when it starts again, and the active generation is nev
 import argparse
 import asyncio
 import contextlib
+import os
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -33,6 +35,18 @@ from shop.projection.engine import Projector, Store
 from shop.read_models import PROJECTORS, ops_url
 
 log = structlog.get_logger()
+
+# Tests stop the process at a rebuild step, as a crash or an operator would: SHOP_FAILPOINTS=step=kill|term,...
+FAILPOINTS = dict(point.split("=", 1) for point in os.environ.get("SHOP_FAILPOINTS", "").split(",") if point)
+
+
+async def failpoint(step: str) -> None:
+    match FAILPOINTS.get(step):
+        case "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        case "term":
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(60)  # the graceful stop cancels the rebuild here
 
 
 class RebuildState(msgspec.Struct, kw_only=True):
@@ -131,6 +145,9 @@ class Rebuild:
                 await self._replay_and_switch(state)
             state.phase = "switched"
             await self._read_model.save_rebuild_state(state)
+            await failpoint("rebuild.switched")
+            with contextlib.suppress(NotFoundError):
+                await self._js.delete_consumer(EVENTS_STREAM, f"{self._name}-rebuild")
             if state.previous != state.generation:
                 await self._read_model.retire(state.previous)
             await self._read_model.save_rebuild_state(None)
@@ -164,6 +181,8 @@ class Rebuild:
                 (t0, p0), (t1, p1) = samples[0], samples[-1]
                 status.rate = (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
                 status.eta_seconds = (status.target - status.position) / status.rate if status.rate else None
+                if replay.position > 0:
+                    await failpoint("rebuild.replaying")
                 if replay.position >= self._live.position:
                     if not prepared:  # the slow part, while both go on
                         await self._read_model.prepare(store)
@@ -173,8 +192,6 @@ class Rebuild:
                 await asyncio.sleep(self._poll)
         finally:
             await replay.stop()
-            with contextlib.suppress(NotFoundError):
-                await self._js.delete_consumer(EVENTS_STREAM, f"{self._name}-rebuild")
 
     async def _switch(self, replay: Projector, store: Store) -> bool:
         """With the live projection held: once the replay has reached it (a few batches at most), readers
@@ -188,6 +205,7 @@ class Rebuild:
             self.status.state = "switching"
             await replay.stop()
             await self._read_model.activate(store)
+            await failpoint("rebuild.switching")
             await self._live.switch(store)
             self.status.position = replay.position
             log.info("rebuild_switched", projector=self._name, generation=store.name, position=replay.position)
