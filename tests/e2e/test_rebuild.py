@@ -35,7 +35,7 @@ async def test_every_read_model_is_rebuilt_while_it_keeps_serving(client, system
         for projector in PROJECTORS:
             started = await http.post(f"http://127.0.0.1:{system.ports[f'projector-{projector}']}/rebuild")
             assert started.status_code == 202, started.text
-        extra, reads, first_write_at = [], 0, None
+        extra, reads, first_write_at, false_fresh = [], 0, None, 0
         while True:  # writes and reads go on while the read models are rebuilt
             body = {"items": [{"product_id": products[1], "quantity": 1}]}
             placed = await client.post("/v1/orders", json=body, headers=system.token("during-rebuild"))
@@ -46,11 +46,16 @@ async def test_every_read_model_is_rebuilt_while_it_keeps_serving(client, system
                 read = await client.get(path, headers=system.token("boss", "admin"))
                 assert read.status_code == 200, (path, read.text)
                 reads += 1
+            token = {**system.token("during-rebuild"), "X-Consistency-Token": str(extra[-1]["position"])}
+            own = await client.get(f"/v1/orders/{extra[-1]['id']}", headers=token)
+            if own.headers["X-Consistency"] == "fresh" and own.status_code != 200:
+                false_fresh += 1
             statuses = {p: await rebuild_status(http, system, p) for p in PROJECTORS}
             if all(s["state"] in ("done", "failed") for s in statuses.values()):
                 break
             await asyncio.sleep(0.02)
     print(f"\n{len(extra)} orders placed and {reads} reads answered while rebuilding")
+    assert false_fresh == 0, f"{false_fresh} reads of the caller's own order said fresh without it"
     assert {p: s["state"] for p, s in statuses.items()} == dict.fromkeys(PROJECTORS, "done"), statuses
     assert all(first_write_at < datetime.fromisoformat(s["finished_at"]) for s in statuses.values())  # overlapped
 
