@@ -53,9 +53,9 @@ async def test_redelivering_the_whole_stream_after_a_crash_changes_nothing(clien
 async def forget_checkpoints(system) -> None:
     """Every projection starts again from the first event."""
     search = AsyncOpenSearch(hosts=[OPENSEARCH_URL])
-    await search.delete_by_query(
-        index=projection_state_index(system.index_prefix), body={"query": {"match_all": {}}}, refresh=True
-    )
+    index = projection_state_index(system.index_prefix)
+    await search.indices.refresh(index=index)  # what the dead projectors wrote last
+    await search.delete_by_query(index=index, body={"query": {"match_all": {}}}, refresh=True)
     await search.close()
     redis = Redis.from_url(REDIS_URL)
     async for key in redis.scan_iter(match=f"{system.env['ANALYTICS_PREFIX']}*checkpoint"):

@@ -25,9 +25,10 @@ def dlq(system, *args: str) -> str:
 
 
 async def test_a_parked_aggregate_reads_stale_until_its_letters_are_redriven(client, system):
-    [product, _], _, _ = await history(client, system)
+    [product, _], _, position = await history(client, system)
     admin = system.token("boss", "admin")
-    version = (await client.get(f"/v1/products/{product}")).json()["version"]
+    current = await client.get(f"/v1/products/{product}", headers={"X-Consistency-Token": str(position)})
+    version = current.json()["version"]
     nc = await nats.connect(system.nats_url)
     try:  # an event whose predecessors never came: the projections reject it and park the product
         poison = envelope(product, version + 5, ProductRestocked(quantity=1_000))
