@@ -131,6 +131,7 @@ class Projector:
         self.failure: str | None = None  # the transient failure the loop is retrying, if any
         self._lock = asyncio.Lock()  # held while a batch is written; hold() takes it between batches
         self._sub = None
+        self._prefetch: asyncio.Task | None = None  # the next batch, fetched while one is written
         self._next_consumer_seq = 1
         self._stopping = asyncio.Event()
         self._unrefreshed = asyncio.Event()
@@ -209,6 +210,11 @@ class Projector:
         log.info("subscribed", projector=self.name, store=self._store.name, position=self.position)
 
     async def _unsubscribe(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.cancel()
+            with contextlib.suppress(BaseException):
+                await self._prefetch
+            self._prefetch = None
         sub, self._sub = self._sub, None
         if sub is not None:
             with contextlib.suppress(Exception):
@@ -223,8 +229,10 @@ class Projector:
                     await self._subscribe()
                     await self._announce_position()
                 sub = self._sub
+                fetching = self._prefetch or asyncio.create_task(sub.fetch(self._batch, timeout=1))
+                self._prefetch = None
                 try:
-                    msgs = await sub.fetch(self._batch, timeout=1)
+                    msgs = await fetching
                 except TimeoutError:  # nothing new (nats-py raises its own and asyncio's)
                     idle += 1
                     if idle % 2 == 0:  # a deleted consumer only shows as silence
@@ -233,6 +241,9 @@ class Projector:
                 if not msgs:
                     continue
                 idle = 0
+                # the next batch is fetched while this one is written (no acks: a batch dropped with its
+                # subscription is fetched again from the checkpoint)
+                self._prefetch = asyncio.create_task(sub.fetch(self._batch, timeout=1))
                 await self._handle(sub, msgs)
                 self.failure = None
                 self._backoff.reset()
