@@ -1,6 +1,6 @@
 """A poison event parks its aggregate (DESIGN §5.5, §5.8): a read whose token covers the parked event
-says `stale`, errors carry the consistency headers too, and `just dlq` drops the poison and re-drives
-the rest, which unparks the aggregate."""
+says `stale`, errors carry the consistency headers too, a rebuild parks it again without dead-lettering
+anything twice, and `just dlq` drops the poison and re-drives the rest, which unparks the aggregate."""
 
 import subprocess
 import sys
@@ -46,6 +46,13 @@ async def test_a_parked_aggregate_reads_stale_until_its_letters_are_redriven(cli
     assert int(missing.headers["X-Read-Position"]) >= int(token["X-Consistency-Token"])
 
     listed = dlq(system, "list", "--projector", "catalog")
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "shop.projection.rebuild", "catalog"], env=system.env, capture_output=True, timeout=90
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert dlq(system, "list", "--projector", "catalog") == listed  # the replay re-dead-lettered nothing
+    again = await client.get(f"/v1/products/{product}", headers=token)
+    assert again.headers["X-Consistency"] == "stale"  # parked in the new generation too
     poison_letter = next(line.split()[0] for line in listed.splitlines() if f"v{version + 5}" in line)
     dlq(system, "drop", "--seq", poison_letter)
     assert "1 re-driven" in dlq(system, "redrive", "--projector", "catalog")
