@@ -26,6 +26,7 @@ from shop.settings import CommonSettings
 Document = dict[str, Any]
 DocumentFunction = Callable[[Document | None, Envelope, DomainEvent], Document | None]
 
+KNOWN_IDS = 2_000_000  # ids a writer remembers (~200 MB) before it asks the index instead
 REPLAY_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
 STATE_MAPPING = {"mappings": {"dynamic": False, "properties": {"position": {"type": "long"}}}}
 
@@ -56,12 +57,14 @@ class DocumentStore:
         self._stream_type, self._document = stream_type, document
         self._cache: OrderedDict[str, tuple[Document | None, int]] = OrderedDict()
         self._cache_size = cache_size
-        self._complete = False  # the cache holds every document of the index: a miss is a document not there
+        # the id of every document in the index, while this writer knows them all (it started on an empty
+        # index): an id not in it needs no _mget, which on an unrefreshed replay index would force a refresh
+        self._known: set[str] | None = None
 
     async def checkpoint(self) -> Checkpoint:
         self._cache.clear()  # whoever wrote meanwhile, the store is the truth
         await self._client.indices.refresh(index=self.name)  # a replayed generation is not refreshed by itself
-        self._complete = (await self._client.count(index=self.name))["count"] == 0
+        self._known = set() if (await self._client.count(index=self.name))["count"] == 0 else None
         try:
             found = await self._client.get(index=self._state_index, id=self.name)
         except NotFoundError:
@@ -84,7 +87,7 @@ class DocumentStore:
             return await self._write(mine)
         except BaseException:
             self._cache.clear()  # what reached the index is unknown now
-            self._complete = False
+            self._known = None
             raise
 
     async def _write(self, events: list[Event]) -> dict[int, str]:
@@ -121,8 +124,8 @@ class DocumentStore:
 
     async def _load(self, aggregates: set[str]) -> dict[str, tuple[Document | None, int]]:
         states = {a: self._cache[a] for a in aggregates if a in self._cache}
-        missing = [a for a in aggregates if a not in states]
-        if missing and not self._complete:
+        missing = [a for a in aggregates if a not in states and (self._known is None or a in self._known)]
+        if missing:
             found = await self._client.mget(index=self.name, body={"ids": missing}, realtime=True)
             for doc in found["docs"]:
                 if doc.get("found"):
@@ -165,11 +168,15 @@ class DocumentStore:
         self._cache.move_to_end(aggregate)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
-            self._complete = False
+        if self._known is not None:
+            self._known.add(aggregate)
+            if len(self._known) > KNOWN_IDS:
+                self._known = None
 
     def _forget(self, aggregate: str) -> None:
         self._cache.pop(aggregate, None)
-        self._complete = False
+        if self._known is not None:
+            self._known.add(aggregate)  # it may be there
 
     async def refresh(self) -> None:
         await self._client.indices.refresh(index=self.name)
