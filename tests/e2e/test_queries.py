@@ -109,6 +109,19 @@ async def test_a_user_sees_only_their_own_orders_newest_first_with_a_status_filt
     assert [o["id"] for o in only_paid.json()["items"]] == [older["id"]]
 
 
+async def test_a_list_read_with_its_token_always_shows_the_write_it_waited_for(client, system):
+    """A list waits for the refresh that covers the token, not only for the write to be applied."""
+    product = await create(client, system, stock=1_000)
+    user = f"u-{uuid.uuid4().hex[:6]}"
+    missed = []
+    for _ in range(20):
+        placed = await order(client, system, user, (product["id"], 1))
+        listed = await client.get("/v1/orders", params={"size": 100}, headers={**system.token(user), **at(placed)})
+        if listed.headers["X-Consistency"] == "fresh" and placed["id"] not in [o["id"] for o in listed.json()["items"]]:
+            missed.append(placed["id"])
+    assert missed == []
+
+
 async def test_admin_order_search_by_product_name_id_status_and_dates(client, system):
     word = f"quokka{uuid.uuid4().hex[:6]}"
     product = await create(client, system, name=f"Plush {word}")
