@@ -96,3 +96,33 @@ async def test_a_rebuild_stopped_at_any_step_is_finished_on_start(client, system
     assert await read_models(client, system, products, orders, position) == before
     found = await generations(system)
     assert found["analytics"] == found["analytics active"] and found["catalog"] == found["catalog active"], found
+
+
+async def test_a_cancelled_rebuild_leaves_the_active_generation_alone(client, system):
+    products, orders, position = await history(client, system)
+    before = await read_models(client, system, products, orders, position)
+    generations_before = await generations(system)
+    services = ("projector-catalog", "projector-analytics")
+    for service in services:
+        os.kill(system.pid(service), signal.SIGTERM)
+    for service in services:
+        died(system, service)
+    start_with_failpoint(system, "rebuild.replaying=pause")
+    async with httpx.AsyncClient(timeout=10) as http:
+        for service in services:
+            url = f"http://127.0.0.1:{system.ports[service]}/rebuild"
+            assert (await http.post(url)).status_code == 202
+            deadline = time.monotonic() + 20
+            while not (await http.get(url)).json()["generation"]:  # its state is stored
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            cancelled = await http.delete(url)
+            assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled", cancelled.text
+            assert (await http.delete(url)).status_code == 404  # nothing left to cancel
+    for service in services:  # without the failpoint again
+        os.kill(system.pid(service), signal.SIGTERM)
+        died(system, service)
+    system.start()
+
+    assert await generations(system) == generations_before
+    assert await read_models(client, system, products, orders, position) == before

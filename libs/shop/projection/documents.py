@@ -218,12 +218,12 @@ class DocumentReadModel:
     async def active_name(self) -> str:
         return next(iter(await self._client.indices.get_alias(name=self._alias)))
 
-    async def generation(self, name: str | None) -> DocumentStore:
-        """The generation `name` (made if missing), or a new one; set up for a bulk replay."""
-        if name is None:
-            existing = await self._client.indices.get(index=f"{self._alias}-v*", allow_no_indices=True)
-            number = max((int(index.rsplit("-v", 1)[1]) for index in existing), default=0) + 1
-            name = f"{self._alias}-v{number}"
+    async def next_generation(self) -> str:
+        existing = await self._client.indices.get(index=f"{self._alias}-v*", allow_no_indices=True)
+        return f"{self._alias}-v{max((int(index.rsplit('-v', 1)[1]) for index in existing), default=0) + 1}"
+
+    async def generation(self, name: str) -> DocumentStore:
+        """The generation `name` (made if missing), set up for a bulk replay."""
         if not await self._client.indices.exists(index=name):
             body = {**self._mapping, "settings": {**self._mapping.get("settings", {}), **REPLAY_SETTINGS["index"]}}
             await self._client.indices.create(index=name, body=body)

@@ -23,7 +23,7 @@ from typing import Protocol
 import httpx
 import msgspec
 import structlog
-from litestar import MediaType, Response, get, post
+from litestar import MediaType, Response, delete, get, post
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 from tqdm import tqdm
@@ -36,7 +36,8 @@ from shop.read_models import PROJECTORS, ops_url
 
 log = structlog.get_logger()
 
-# Tests stop the process at a rebuild step, as a crash or an operator would: SHOP_FAILPOINTS=step=kill|term,...
+# Tests stop the process at a rebuild step, as a crash or an operator would, or hold it there:
+# SHOP_FAILPOINTS=step=kill|term|pause,...
 FAILPOINTS = dict(point.split("=", 1) for point in os.environ.get("SHOP_FAILPOINTS", "").split(",") if point)
 
 
@@ -47,6 +48,8 @@ async def failpoint(step: str) -> None:
         case "term":
             os.kill(os.getpid(), signal.SIGTERM)
             await asyncio.sleep(60)  # the graceful stop cancels the rebuild here
+        case "pause":
+            await asyncio.sleep(3600)
 
 
 class RebuildState(msgspec.Struct, kw_only=True):
@@ -66,8 +69,11 @@ class ReadModel(Protocol):
 
     async def active_name(self) -> str: ...
 
-    async def generation(self, name: str | None) -> Store:
-        """The generation `name`, or a new empty one, set up for a bulk replay."""
+    async def next_generation(self) -> str:
+        """The name of a generation that does not exist yet."""
+
+    async def generation(self, name: str) -> Store:
+        """The generation `name` (made empty if missing), set up for a bulk replay."""
 
     async def prepare(self, store: Store) -> None:
         """Ready a replayed generation for readers (settings, refresh)."""
@@ -85,7 +91,7 @@ class ReadModel(Protocol):
 
 class RebuildStatus(msgspec.Struct, kw_only=True):
     projector: str
-    state: str = "idle"  # idle | replaying | switching | done | failed
+    state: str = "idle"  # idle | replaying | switching | done | failed | cancelled
     generation: str | None = None
     previous: str | None = None
     position: int = 0  # events done: the replay's checkpoint
@@ -121,6 +127,24 @@ class Rebuild:
             log.info("rebuild_resumed", projector=self._name, generation=state.generation, phase=state.phase)
             self.start(state)
 
+    async def cancel(self) -> bool:
+        """Stop a rebuild and throw its generation away, unless readers already use it (then it is
+        finished instead); False if there was none."""
+        await self.stop()
+        state = await self._read_model.rebuild_state()
+        if state is None:
+            return False
+        if await self._read_model.active_name() == state.generation:
+            self.start(state)
+            return True
+        with contextlib.suppress(NotFoundError):
+            await self._js.delete_consumer(EVENTS_STREAM, f"{self._name}-rebuild")
+        await self._read_model.retire(state.generation)
+        await self._read_model.save_rebuild_state(None)
+        self.status.state, self.status.finished_at = "cancelled", datetime.now(UTC)
+        log.info("rebuild_cancelled", projector=self._name, generation=state.generation)
+        return True
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -134,11 +158,9 @@ class Rebuild:
                 stream = (await self._js.stream_info(EVENTS_STREAM)).state
                 if stream.first_seq > 1 and stream.messages:
                     raise RuntimeError(f"EVENTS starts at #{stream.first_seq}, not #1: a replay would be incomplete")
-                store = await self._read_model.generation(None)
-                state = RebuildState(
-                    generation=store.name, previous=self._live.store.name, started_at=status.started_at
-                )
-                await self._read_model.save_rebuild_state(state)
+                name, previous = await self._read_model.next_generation(), self._live.store.name
+                state = RebuildState(generation=name, previous=previous, started_at=status.started_at)
+                await self._read_model.save_rebuild_state(state)  # before the generation exists: no orphan
                 log.info("rebuild_started", projector=self._name, generation=state.generation)
             status.generation, status.previous = state.generation, state.previous
             if state.phase == "replaying" and await self._read_model.active_name() != state.generation:
@@ -213,7 +235,8 @@ class Rebuild:
 
 
 def rebuild_handlers(rebuilds: list[Rebuild]) -> list:
-    """POST /rebuild starts one (409 while one runs), GET /rebuild tells how it goes."""
+    """POST /rebuild starts one (409 while one runs), GET /rebuild tells how it goes, DELETE /rebuild
+    stops it and throws its generation away."""
 
     @post("/rebuild", media_type=MediaType.JSON, include_in_schema=False)
     async def start_rebuild() -> Response[RebuildStatus]:
@@ -230,7 +253,15 @@ def rebuild_handlers(rebuilds: list[Rebuild]) -> list:
             return Response(RebuildStatus(projector="", state="failed", error="still starting"), status_code=503)
         return Response(rebuilds[0].status)
 
-    return [start_rebuild, rebuild_status]
+    @delete("/rebuild", media_type=MediaType.JSON, include_in_schema=False, status_code=200)
+    async def cancel_rebuild() -> Response[RebuildStatus]:
+        if not rebuilds:
+            return Response(RebuildStatus(projector="", state="failed", error="still starting"), status_code=503)
+        if not await rebuilds[0].cancel():
+            return Response(rebuilds[0].status, status_code=404)
+        return Response(rebuilds[0].status)
+
+    return [start_rebuild, rebuild_status, cancel_rebuild]
 
 
 async def run(projector: str, url: str, timeout: float) -> int:

@@ -124,8 +124,11 @@ class AnalyticsReadModel:
     async def active_name(self) -> str:
         return (await self._redis.get(self._keys[0]) or b"").decode()
 
-    async def generation(self, name: str | None) -> AnalyticsStore:
-        return AnalyticsStore(self._redis, name or (await self._next(keys=self._keys, args=[self._base])).decode())
+    async def next_generation(self) -> str:
+        return (await self._next(keys=self._keys, args=[self._base])).decode()
+
+    async def generation(self, name: str) -> AnalyticsStore:
+        return AnalyticsStore(self._redis, name)
 
     async def prepare(self, store: AnalyticsStore) -> None:
         """Nothing to do: a Redis generation is ready as it is written."""
