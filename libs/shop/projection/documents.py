@@ -60,8 +60,11 @@ class DocumentStore:
         # the id of every document in the index, while this writer knows them all (it started on an empty
         # index): an id not in it needs no _mget, which on an unrefreshed replay index would force a refresh
         self._known: set[str] | None = None
+        # the checkpoint of a batch whose documents are written, to go with the next _bulk or refresh
+        self._pending: Checkpoint | None = None
 
     async def checkpoint(self) -> Checkpoint:
+        await self._write_pending()
         self._cache.clear()  # whoever wrote meanwhile, the store is the truth
         await self._client.indices.refresh(index=self.name)  # a replayed generation is not refreshed by itself
         self._known = set() if (await self._client.count(index=self.name))["count"] == 0 else None
@@ -72,26 +75,42 @@ class DocumentStore:
         return msgspec.convert(found["_source"], Checkpoint)
 
     async def commit(self, checkpoint: Checkpoint) -> None:
-        await self._client.index(
-            index=self._state_index,
-            id=self.name,
-            body=msgspec.to_builtins(checkpoint),
-            version=checkpoint.position,
-            version_type="external_gte",  # same position: the parked set changed; lower: refused
-            ignore=409,
-        )
+        self._pending = None
+        action, body = self._checkpoint_lines(checkpoint)
+        await self._client.index(index=self._state_index, id=self.name, body=body, ignore=409, **action)
 
-    async def write(self, events: Sequence[Event]) -> dict[int, str]:
+    def _checkpoint_lines(self, checkpoint: Checkpoint) -> tuple[dict, dict]:
+        # the position as external version: the same one may come again (the parked set changed), a lower
+        # one is refused
+        return {"version": checkpoint.position, "version_type": "external_gte"}, msgspec.to_builtins(checkpoint)
+
+    async def _write_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                await self.commit(pending)
+            except BaseException:
+                self._pending = self._pending or pending
+                raise
+
+    async def write(self, events: Sequence[Event], checkpoint: Checkpoint | None) -> dict[int, str]:
         mine = [e for e in events if e.envelope.stream_type == self._stream_type]
         try:
-            return await self._write(mine)
+            rejected = await self._write(mine)
         except BaseException:
             self._cache.clear()  # what reached the index is unknown now
             self._known = None
             raise
+        if checkpoint is not None and not rejected:
+            self._pending = checkpoint  # written with the next _bulk, or by the next refresh
+        return rejected
 
     async def _write(self, events: list[Event]) -> dict[int, str]:
-        states = await self._load({e.envelope.stream_id for e in events})
+        first: dict[str, int] = {}  # aggregate -> its first version in the batch
+        for _, envelope, _ in events:
+            first.setdefault(envelope.stream_id, envelope.version)
+        # an aggregate that starts here has no document yet (if it has, the _bulk says 409: applied already)
+        states = await self._load({aggregate for aggregate, version in first.items() if version > 1})
         rejected: dict[int, str] = {}
         blocked: dict[str, int] = {}  # aggregate -> its rejected event
         covers: dict[str, list[int]] = {}  # aggregate -> the events its new document covers
@@ -135,7 +154,11 @@ class DocumentStore:
     async def _bulk(
         self, states: dict[str, tuple[Document | None, int]], covers: dict[str, list[int]]
     ) -> dict[int, str]:
-        lines = []
+        lines: list[dict] = []
+        included = self._pending  # the last batch's checkpoint: its documents are written
+        if included is not None:
+            action, body = self._checkpoint_lines(included)
+            lines += [{"index": {"_index": self._state_index, "_id": self.name, **action}}, body]
         for aggregate in covers:
             doc, version = states[aggregate]
             lines.append(
@@ -144,8 +167,14 @@ class DocumentStore:
             lines.append(doc)
         body = b"\n".join(msgspec.json.encode(line) for line in lines) + b"\n"
         answer = await self._client.bulk(body=body)
+        items = answer["items"]
+        if included is not None:
+            written = items[0]["index"].get("status", 500) in (200, 201, 409)  # 409: a later one is there
+            if written and self._pending is included:
+                self._pending = None
+            items = items[1:]
         rejected, transient = {}, []
-        for aggregate, item in zip(covers, answer["items"], strict=True):
+        for aggregate, item in zip(covers, items, strict=True):
             result = item["index"]
             status = result.get("status", 500)
             if status < 300:
@@ -180,6 +209,7 @@ class DocumentStore:
 
     async def refresh(self) -> None:
         await self._client.indices.refresh(index=self.name)
+        await self._write_pending()
 
 
 class DocumentReadModel:

@@ -52,15 +52,16 @@ class Store(Protocol):
 
     async def checkpoint(self) -> Checkpoint: ...
 
-    async def write(self, events: Sequence[Event]) -> dict[int, str]:
-        """Apply the events in order, idempotently (what is applied already changes nothing).
+    async def write(self, events: Sequence[Event], checkpoint: Checkpoint | None) -> dict[int, str]:
+        """Apply the events in order, idempotently (what is applied already changes nothing), and, if
+        none is rejected, store `checkpoint` with them (in the same step, or later: never before them).
 
         Returns the events the projection rejects, as {stream sequence: why}; once an aggregate's
         event is rejected, its later events in `events` are rejected too. Raises on anything transient."""
         ...
 
     async def commit(self, checkpoint: Checkpoint) -> None:
-        """Store the checkpoint; a position lower than the stored one changes nothing."""
+        """Store the checkpoint now; a position lower than the stored one changes nothing."""
         ...
 
     async def refresh(self) -> None:
@@ -115,6 +116,7 @@ class Projector:
         dead_letters: str | None = None,  # the projector whose DLQ subject gets the poison: this one unless given
         announce: bool = True,
         skip_letters: frozenset[int] = frozenset(),  # stream sequences already in the DLQ: not published again
+        refresh: bool = True,  # make writes searchable as they come (a replay is refreshed once, at the switch)
         batch: int = 500,
         refresh_interval: float = 0.05,
         retry_first: float = 0.1,
@@ -123,7 +125,7 @@ class Projector:
         self._nc, self._js = nc, nc.jetstream()
         self.name, self._store = name, store
         self._projector = dead_letters or name
-        self._announce, self._skip_letters = announce, skip_letters
+        self._announce, self._skip_letters, self._refresh = announce, skip_letters, refresh
         self._batch, self._refresh_interval = batch, refresh_interval
         self._backoff = Backoff(retry_first, retry_cap)
         self.checkpoint = Checkpoint()
@@ -142,6 +144,10 @@ class Projector:
         return self.checkpoint.position
 
     @property
+    def _refreshing(self) -> bool:
+        return self._refresh and self._store.refreshes
+
+    @property
     def jetstream(self) -> JetStreamContext:
         return self._js
 
@@ -154,7 +160,7 @@ class Projector:
         or NATS fails loudly instead of retrying in the background."""
         await self._subscribe()
         self._tasks = [asyncio.create_task(self._run(), name=f"projector-{self.name}")]
-        if self._store.refreshes:
+        if self._refreshing:
             self._tasks.append(asyncio.create_task(self._refresher(), name=f"refresh-{self.name}"))
 
     async def stop(self, timeout: float = 10) -> None:
@@ -279,18 +285,22 @@ class Projector:
                     letters.append(Letter(seq, msg.data, f"parked behind #{parked[envelope.stream_id]}"))
                     continue
                 events.append((Event(seq, envelope, event), msg.data))
-            rejected = await self._store.write([e for e, _ in events]) if events else {}
+            position = msgs[-1].metadata.sequence.stream
+            # nothing to dead-letter so far: the store may keep the checkpoint with the batch itself
+            clean = None if letters else Checkpoint(position=position, parked=parked)
+            rejected = await self._store.write([e for e, _ in events], clean) if events else {}
             for event, data in events:
                 if event.seq in rejected:
                     parked.setdefault(event.envelope.stream_id, event.seq)
                     letters.append(Letter(event.seq, data, rejected[event.seq]))
                 else:
                     EVENTS_HANDLED.labels(projector=self.name, type=event.envelope.type).inc()
-            await self._dead_letter(sorted(letters))
-            checkpoint = Checkpoint(position=msgs[-1].metadata.sequence.stream, parked=parked)
-            await self._store.commit(checkpoint)
+            checkpoint = Checkpoint(position=position, parked=parked)
+            if letters:  # the checkpoint passes dead letters only once they are in the DLQ
+                await self._dead_letter(sorted(letters))
+                await self._store.commit(checkpoint)
             self.checkpoint = checkpoint
-            if self._store.refreshes:
+            if self._refreshing:
                 self._unrefreshed.set()
             else:
                 self.searchable = checkpoint.position
@@ -309,7 +319,7 @@ class Projector:
                     events.append(Event(seq, envelope, decode_data(envelope)))
                 except (msgspec.MsgspecError, ValueError) as exc:
                     failed[seq] = f"undecodable event: {type(exc).__name__}: {exc}"
-            rejected = await self._store.write(events) if events else {}
+            rejected = await self._store.write(events, None) if events else {}
             failed.update(rejected)
             still_parked = {e.envelope.stream_id for e in events if e.seq in rejected}
             parked = {
@@ -320,7 +330,7 @@ class Projector:
             checkpoint = Checkpoint(position=self.position, parked=parked)
             await self._store.commit(checkpoint)
             self.checkpoint = checkpoint
-            if self._store.refreshes:
+            if self._refreshing:
                 self._unrefreshed.set()
         log.info("redriven", projector=self.name, letters=len(letters), rejected=len(failed))
         await self._announce_position()

@@ -189,9 +189,15 @@ class Rebuild:
         store = await self._read_model.generation(state.generation)
         parked = frozenset(letter.stream_seq for letter in await dead_letters(self._js, self._name))
         replay = Projector(
-            self._nc, f"{self._name}-rebuild", store, dead_letters=self._name, announce=False, skip_letters=parked,
+            self._nc,
+            f"{self._name}-rebuild",
+            store,
+            dead_letters=self._name,
+            announce=False,
+            skip_letters=parked,
+            refresh=False,
             batch=1000,
-        )  # fmt: skip
+        )
         await replay.start()
         samples: list[tuple[float, int]] = []
         try:

@@ -3,8 +3,8 @@
 
 A batch is one Lua script call: for each event it checks the aggregate's last applied version (an
 older one is skipped, a gap is rejected and blocks that aggregate's later events) and runs the counter
-changes, all in one atomic step. The checkpoint (`<generation>checkpoint`: position and parked
-aggregates) is written by a second script that never moves it back. Redis runs with
+changes, and, when nothing is rejected, moves the checkpoint (`<generation>checkpoint`: position and
+parked aggregates), all in one atomic step; the checkpoint never moves back. Redis runs with
 `appendfsync always`, so a script's reply means its effect is on disk."""
 
 from collections.abc import Sequence
@@ -39,6 +39,11 @@ for _, e in ipairs(cjson.decode(ARGV[2])) do
       rejected[#rejected + 1] = {seq, why}
     end
   end
+end
+local checkpoint = prefix .. 'checkpoint'
+if ARGV[3] ~= '' and #rejected == 0
+   and tonumber(ARGV[3]) >= tonumber(redis.call('HGET', checkpoint, 'position') or '0') then
+  redis.call('HSET', checkpoint, 'position', ARGV[3], 'parked', ARGV[4])
 end
 return cjson.encode(rejected)
 """
@@ -85,7 +90,7 @@ class AnalyticsStore:
         position, parked = await self._redis.hmget(analytics_checkpoint(self.name), "position", "parked")
         return Checkpoint(position=int(position or 0), parked=parked_decoder.decode(parked) if parked else {})
 
-    async def write(self, events: Sequence[Event]) -> dict[int, str]:
+    async def write(self, events: Sequence[Event], checkpoint: Checkpoint | None) -> dict[int, str]:
         batch, rejected, blocked = [], {}, {}
         for seq, envelope, event in events:
             if envelope.stream_id in blocked:
@@ -97,9 +102,12 @@ class AnalyticsStore:
                 blocked[envelope.stream_id], rejected[seq] = seq, f"{type(exc).__name__}: {exc}"
                 continue
             batch.append((seq, envelope.stream_id, envelope.version, changes))
-        if batch:
-            answer = msgspec.json.decode(await self._apply(args=[self.name, msgspec.json.encode(batch)]))
-            rejected.update({int(seq): why for seq, why in (answer or [])})  # cjson encodes an empty list as {}
+        if rejected:
+            checkpoint = None
+        if batch or checkpoint:  # the checkpoint goes with the changes, in one step, when none is rejected
+            args = [self.name, msgspec.json.encode(batch), checkpoint.position if checkpoint else ""]
+            answer = await self._apply(args=[*args, msgspec.json.encode(checkpoint.parked if checkpoint else {})])
+            rejected.update({int(seq): why for seq, why in (msgspec.json.decode(answer) or [])})  # {}: empty
         return rejected
 
     async def commit(self, checkpoint: Checkpoint) -> None:
