@@ -21,6 +21,8 @@ log = structlog.get_logger()
 
 EVENTS_STREAM = "EVENTS"
 DLQ_STREAM = "DLQ"
+# the outbox relay's re-publish after a crash is dropped as a duplicate within this window (seconds)
+DUPLICATE_WINDOW = 600
 
 
 async def connect(url: str, name: str, deadline: float = 60.0) -> NATS:
@@ -52,7 +54,6 @@ async def ensure_streams(nc: NATS) -> None:
         try:
             await js.stream_info(name)
         except NotFoundError:
-            # a 10-minute window: the outbox relay's re-publish after a crash is dropped as a duplicate
             await js.add_stream(
                 StreamConfig(
                     name=name,
@@ -60,7 +61,7 @@ async def ensure_streams(nc: NATS) -> None:
                     storage=StorageType.FILE,
                     retention=RetentionPolicy.LIMITS,
                     discard=DiscardPolicy.OLD,
-                    duplicate_window=600,
+                    duplicate_window=DUPLICATE_WINDOW,
                 )
             )
 
@@ -113,14 +114,17 @@ class Responder:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
 
-async def request(nc: NATS, subject: str, payload: bytes, timeout: float) -> Reply:
-    """Send a request and decode the reply; raises the reply's error as a ShopError."""
+async def request(
+    nc: NATS, subject: str, payload: bytes, timeout: float, on_timeout: type[ShopError] = Unavailable
+) -> Reply:
+    """Send a request and decode the reply; raises the reply's error as a ShopError. No responder is
+    Unavailable (nothing was done); no answer in time is `on_timeout` (a command's outcome is unknown)."""
     try:
         msg = await nc.request(subject, payload, timeout=timeout)
     except NoRespondersError as exc:
-        raise Unavailable(f"no service answers {subject}") from exc
+        raise Unavailable(f"no service answers {subject}; nothing was done") from exc
     except NatsTimeout as exc:
-        raise Unavailable(f"{subject} did not answer within {timeout:.0f}s") from exc
+        raise on_timeout(f"{subject} did not answer within {timeout:.0f}s") from exc
     try:
         reply = reply_decoder.decode(msg.data)
     except msgspec.MsgspecError as exc:

@@ -12,5 +12,6 @@ HTTP_REQUESTS = Histogram(
 EVENTS_HANDLED = Counter("shop_events_handled_total", "Events applied by a projector", ["projector", "type"])
 EVENTS_FAILED = Counter("shop_event_errors_total", "Events that failed to apply", ["projector"])
 EVENTS_PUBLISHED = Counter("shop_events_published_total", "Events published from the outbox")
+OUTBOX_OLDEST_AGE = Gauge("shop_outbox_oldest_age_seconds", "Age of the oldest event not yet published")
 PROJECTION_POSITION = Gauge("shop_projection_position", "Last stream sequence applied", ["projector"])
 PROJECTION_LAG = Gauge("shop_projection_lag", "Events in the stream not yet applied", ["projector"])

@@ -56,7 +56,7 @@ def rogue_writes(monkeypatch, pool):
             )
             async with pool.acquire() as other:  # another connection, committed before our append
                 await append(Session(other), [rogue])
-        await append(self, envelopes)
+        return await append(self, envelopes)
 
     monkeypatch.setattr(Session, "append", append_after_a_rogue_write)
     return remaining

@@ -73,9 +73,9 @@ async def test_sessions_on_the_same_stream_queue_instead_of_conflicting(pool):
 async def test_a_remembered_reply_expires_after_its_time_to_live(pool):
     store = EventStore(pool)
     async with store.session(["idempotency:u1:k1"]) as session:
-        await session.remember_reply("u1", "k1", b"hash", b'{"id":"x"}')
+        await session.remember_reply("u1", "k1", b"hash", b'{"id":"x"}', 7)
     async with store.session(["idempotency:u1:k1"]) as session:
-        assert await session.remembered_reply("u1", "k1", b"hash", ttl=3600) == b'{"id":"x"}'
+        assert await session.remembered_reply("u1", "k1", b"hash", ttl=3600) == (b'{"id":"x"}', 7)
         assert await session.remembered_reply("u1", "k1", b"hash", ttl=0) is None
         assert await session.remembered_reply("u2", "k1", b"hash", ttl=3600) is None
     assert await store.forget_expired_replies(ttl=0) == 1

@@ -1,5 +1,6 @@
 """Commands: what a caller asks the command-service to do, one NATS subject each."""
 
+from datetime import datetime
 from typing import Annotated, ClassVar
 
 import msgspec
@@ -84,6 +85,9 @@ class CommandMeta(Struct, frozen=True, kw_only=True):
     actor: Actor
     correlation_id: str
     idempotency_key: Annotated[str, Meta(max_length=200)] | None = None
+    deadline: Annotated[datetime, Meta(tz=True)] | None = (
+        None  # when the caller stops waiting: nothing commits after it
+    )
 
 
 class CommandRequest(Struct, frozen=True, kw_only=True):

@@ -53,10 +53,11 @@ def create_app(settings: Settings) -> Litestar:
                     settings.idempotency_ttl,
                     settings.snapshot_every,
                     settings.conflict_attempts,
+                    settings.request_timeout,
                 )
             ),
         )
-        readiness.checks.update(postgres=store.ping, nats=lambda: nc.flush(timeout=1))
+        readiness.checks.update(postgres=store.ping, nats=lambda: nc.flush(timeout=1), outbox=relay.check_outbox_age)
         forgetting = asyncio.create_task(forget_expired_replies(store, settings.idempotency_ttl))
         log.info("started", port=settings.http_port)
         try:

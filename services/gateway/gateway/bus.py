@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -11,6 +12,7 @@ from nats.aio.msg import Msg
 from shop.contracts.commands import Actor, Command, CommandMeta, CommandRequest
 from shop.contracts.queries import Query, QueryMeta, QueryRequest
 from shop.contracts.replies import CommandResult, Reply
+from shop.errors import OutcomeUnknown
 from shop.messaging import request
 from shop.projection import Position, position_decoder, position_subject
 
@@ -24,9 +26,13 @@ class Bus:
     async def command(
         self, command: Command, actor: Actor, correlation_id: str, idempotency_key: str | None
     ) -> CommandResult:
-        meta = CommandMeta(actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key)
+        """Sent with the deadline this gateway waits for; the command-service commits nothing after it."""
+        deadline = datetime.now(UTC) + timedelta(seconds=self._command_timeout)
+        meta = CommandMeta(
+            actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key, deadline=deadline
+        )
         payload = msgspec.json.encode(CommandRequest(meta=meta, command=command))
-        reply = await request(self._nc, command.subject, payload, self._command_timeout)
+        reply = await request(self._nc, command.subject, payload, self._command_timeout, OutcomeUnknown)
         return command_result_decoder.decode(reply.result)
 
     async def query(self, query: Query, actor: Actor | None, correlation_id: str, min_position: int) -> Reply:

@@ -19,6 +19,7 @@ STATUS = {
     "forbidden": 403,
     "rate_limited": 429,
     "unavailable": 503,
+    "outcome_unknown": 504,
 }
 HTTP_CODES = {
     400: "validation_error",
