@@ -35,11 +35,22 @@ def wait_for_port(port: int, deadline: float) -> None:
 
 
 @contextmanager
-def nats_server(store: Path) -> Iterator[str]:
-    """A NATS server with JetStream in `store`, on a free port; its URL."""
+def nats_server(store: Path, monitor_port: int = 0) -> Iterator[str]:
+    """A NATS server with JetStream in `store`, on a free port (and monitoring on `monitor_port`); its URL."""
     port = free_port()
+    monitoring = ["-m", str(monitor_port)] if monitor_port else []
     server = subprocess.Popen(
-        [shutil.which("nats-server") or "nats-server", "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+        [
+            shutil.which("nats-server") or "nats-server",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-js",
+            "-sd",
+            str(store),
+            *monitoring,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -59,10 +70,16 @@ def nats_url(tmp_path_factory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def quiet_nats_url(tmp_path_factory) -> Iterator[str]:
-    """A NATS server on which no service listens."""
-    with nats_server(tmp_path_factory.mktemp("quiet-jetstream")) as url:
-        yield url
+def quiet_nats(tmp_path_factory) -> Iterator[tuple[str, str]]:
+    """A NATS server on which no service listens: its URL and that of its monitoring endpoint."""
+    monitor = free_port()
+    with nats_server(tmp_path_factory.mktemp("quiet-jetstream"), monitor) as url:
+        yield url, f"http://127.0.0.1:{monitor}"
+
+
+@pytest.fixture(scope="module")
+def quiet_nats_url(quiet_nats) -> str:
+    return quiet_nats[0]
 
 
 @asynccontextmanager

@@ -58,6 +58,16 @@ class Forbidden(ShopError):
     final = True
 
 
+class UnsupportedMediaType(ShopError):
+    code = "unsupported_media_type"
+    title = "The body's media type is not accepted"
+
+
+class RateLimited(ShopError):
+    code = "rate_limited"
+    title = "Too many requests"
+
+
 class Unavailable(ShopError):
     code = "unavailable"
     title = "A service this request needs is unavailable"

@@ -34,7 +34,7 @@ async def test_a_snapshot_is_taken_after_enough_events_and_used_with_the_events_
             Product(name="Phone", price=100, stock=11),
             12,
         )
-        assert (await session.load_snapshot("p1"))[1] == 12
+        assert (await session.load_snapshot("product", "p1"))[1] == 12
         # mark the snapshot, so that loading shows it was read instead of a full replay
         marked = msgspec.json.encode(Product(name="Marked", price=100, stock=1000))
         await session.delete_snapshot("p1")
@@ -61,7 +61,7 @@ async def test_an_event_stored_in_an_old_schema_loads_upcast(store):
     )
     async with store.session(["p3"]) as session:
         assert await load(session, "product", "p3") == (Product(name="Old", price=700, stock=5), 2)
-        [stored, _] = await session.load("p3")
+        [stored, _] = await session.load("product", "p3")
     assert stored.schema_version == 1 and b"categoryId" in bytes(stored.data)  # never rewritten
 
 
@@ -72,4 +72,4 @@ async def test_a_snapshot_newer_than_its_stream_is_dropped_and_the_events_replay
             "p4", "product", 7, 1, msgspec.json.encode(Product(name="Ahead", price=1, stock=99))
         )
         assert await load(session, "product", "p4", snapshot_every=5) == (Product(name="Phone", price=100, stock=3), 2)
-        assert await session.load_snapshot("p4") is None
+        assert await session.load_snapshot("product", "p4") is None

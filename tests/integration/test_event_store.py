@@ -31,7 +31,7 @@ async def test_appended_events_load_in_version_order_with_an_outbox_row_each(poo
     async with store.session(["p1"]) as session:
         await session.append(written)
     async with store.session(["p1"]) as session:
-        loaded = await session.load("p1")
+        loaded = await session.load("product", "p1")
 
     def plain(events):
         return [(e.event_id, e.version, msgspec.json.decode(e.data)) for e in events]
@@ -61,7 +61,7 @@ async def test_sessions_on_the_same_stream_queue_instead_of_conflicting(pool):
 
     async def append_next() -> None:
         async with store.session(["p1"]) as session:
-            version = len(await session.load("p1")) + 1
+            version = len(await session.load("product", "p1")) + 1
             await asyncio.sleep(0.01)  # widen the window between read and write
             await session.append([envelope("p1", version, DECREASED)])
 

@@ -6,8 +6,11 @@ from typing import Annotated, ClassVar
 import msgspec
 from msgspec import Meta, Struct
 
-Name = Annotated[str, Meta(min_length=1, max_length=200)]
-Id = Annotated[str, Meta(min_length=1, max_length=64)]
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL's text and jsonb cannot hold a NUL: refused at the edge, like any invalid text
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Id = Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL)]
+# an image is shown by the apps: only https, no whitespace or control characters
+ImageUrl = Annotated[str, Meta(max_length=2048, pattern=r"^https://[^\x00-\x20\x7f]+$")]
 Money = Annotated[int, Meta(ge=0, le=10**12)]
 Quantity = Annotated[int, Meta(ge=1, le=10_000)]
 
@@ -24,19 +27,19 @@ class Actor(Struct, frozen=True, kw_only=True):
 class CreateProduct(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
     subject: ClassVar[str] = "cmd.product.create"
     name: Name
-    description: Annotated[str, Meta(max_length=10_000)] = ""
+    description: Annotated[str, Meta(max_length=10_000, pattern=NO_NUL)] = ""
     price: Money
     stock: Annotated[int, Meta(ge=0, le=10**9)]
-    category: Annotated[str, Meta(min_length=1, max_length=100)]
+    category: Annotated[str, Meta(min_length=1, max_length=100, pattern=NO_NUL)]
     seller_id: Id
-    image_urls: Annotated[tuple[Annotated[str, Meta(max_length=2048)], ...], Meta(max_length=20)] = ()
+    image_urls: Annotated[tuple[ImageUrl, ...], Meta(max_length=20)] = ()
 
 
 class ChangePrice(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
     subject: ClassVar[str] = "cmd.product.change_price"
     product_id: Id
     new_price: Money
-    reason: Annotated[str, Meta(max_length=500)] = ""
+    reason: Annotated[str, Meta(max_length=500, pattern=NO_NUL)] = ""
 
 
 class Restock(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
@@ -49,7 +52,7 @@ class AddReview(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
     subject: ClassVar[str] = "cmd.product.add_review"
     product_id: Id
     rating: Annotated[int, Meta(ge=1, le=5)]
-    text: Annotated[str, Meta(max_length=5000)] = ""
+    text: Annotated[str, Meta(max_length=5000, pattern=NO_NUL)] = ""
 
 
 class OrderLine(Struct, frozen=True, kw_only=True):
@@ -75,7 +78,7 @@ class ShipOrder(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
 class CancelOrder(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
     subject: ClassVar[str] = "cmd.order.cancel"
     order_id: Id
-    reason: Annotated[str, Meta(max_length=500)] = ""
+    reason: Annotated[str, Meta(max_length=500, pattern=NO_NUL)] = ""
 
 
 Command = CreateProduct | ChangePrice | Restock | AddReview | PlaceOrder | PayOrder | ShipOrder | CancelOrder
@@ -84,7 +87,7 @@ Command = CreateProduct | ChangePrice | Restock | AddReview | PlaceOrder | PayOr
 class CommandMeta(Struct, frozen=True, kw_only=True):
     actor: Actor
     correlation_id: str
-    idempotency_key: Annotated[str, Meta(max_length=200)] | None = None
+    idempotency_key: Annotated[str, Meta(max_length=200, pattern=NO_NUL)] | None = None
     deadline: Annotated[datetime, Meta(tz=True)] | None = (
         None  # when the caller stops waiting: nothing commits after it
     )

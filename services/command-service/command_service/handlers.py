@@ -41,7 +41,7 @@ async def load(
     after it. When `snapshot_every` or more events had to be replayed, a new snapshot is saved."""
     state_type, schema = SNAPSHOTS[stream_type]
     state, version = None, 0
-    snapshot = await session.load_snapshot(stream_id) if snapshot_every else None
+    snapshot = await session.load_snapshot(stream_type, stream_id) if snapshot_every else None
     if snapshot is not None and not await session.has_version(stream_id, snapshot[1]):
         await session.delete_snapshot(stream_id)  # newer than its stream (a restore, a manual fix): not trusted
     elif snapshot is not None and snapshot[2] == schema:
@@ -49,7 +49,7 @@ async def load(
             state, version = msgspec.json.decode(snapshot[0], type=state_type), snapshot[1]
         except msgspec.ValidationError:  # unreadable snapshot: replay everything instead
             state, version = None, 0
-    replayed = await session.load(stream_id, after_version=version)
+    replayed = await session.load(stream_type, stream_id, after_version=version)
     for envelope in replayed:
         state, version = EVOLVE[stream_type](state, decode_data(envelope)), envelope.version
     if snapshot_every and len(replayed) >= snapshot_every:
@@ -156,7 +156,7 @@ class CommandHandlers:
                             else:
                                 expected = await session.append(envelopes)
                                 self._relay.expect(expected)  # before the commit, which ends this block
-                                last = expected[-1] if expected else await session.last_position(stream_ids)
+                                last = max(expected) if expected else await session.last_position(stream_ids)
                                 stored = (result_reply(result), last)
                             if key:
                                 await session.remember_reply(user_id, key, request_hash, *stored)

@@ -24,7 +24,7 @@ from gateway.orders import AdminOrderController, OrderController
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.products import ProductController
 from gateway.settings import DEV_JWT_SECRET, Settings
-from gateway.sync import SyncController
+from gateway.sync import PositionFeed, SyncController
 from shop import messaging
 from shop.metrics import HTTP_REQUESTS
 from shop.ops import Readiness, ops_handlers
@@ -75,7 +75,7 @@ def rate_limit(settings: Settings) -> list[DefineMiddleware]:
         return []
     config = RateLimitConfig(
         rate_limit=("minute", settings.rate_limit_per_minute),
-        exclude=["/health", "/metrics", "/schema"],
+        exclude=[r"^/health/", r"^/metrics$", r"^/schema(/|$)"],  # anchored: /v1/x/health is limited
         identifier_for_request=lambda request: rate_limit_key(request, settings.jwt_secret, settings.jwt_algorithm),
     )
     return [config.middleware]
@@ -93,6 +93,8 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         nc = await messaging.connect(settings.nats_url, "gateway")
         app.state.bus = Bus(nc, settings.command_timeout, settings.query_timeout)
+        app.state.feed = PositionFeed(settings.sync_streams_per_user, settings.sync_streams_total)
+        await app.state.feed.start(nc)
         readiness.checks.update(nats=lambda: nc.flush(timeout=1))
         log.info("started", port=settings.http_port)
         try:

@@ -7,7 +7,7 @@ from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 
-from gateway.auth import actor_from
+from gateway.auth import caller
 from gateway.bus import Bus
 from shop.contracts.commands import Actor
 from shop.contracts.replies import Reply
@@ -27,8 +27,7 @@ def provide_bus(state: State) -> Bus:
 
 
 def provide_actor(request: Request) -> Actor | None:
-    settings = request.app.state.settings
-    return actor_from(request, settings.jwt_secret, settings.jwt_algorithm)
+    return caller(request)
 
 
 def provide_request_id(request: Request) -> str:
@@ -38,7 +37,7 @@ def provide_request_id(request: Request) -> str:
 def provide_min_position(request: Request) -> int:
     """From `X-Consistency-Token` (the `position` of a command reply) or `?min_position=`."""
     raw = request.headers.get("x-consistency-token") or request.query_params.get("min_position") or "0"
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ValidationFailed("X-Consistency-Token / min_position must be a non-negative integer position")
     return int(raw)
 

@@ -7,7 +7,7 @@ from litestar import Controller, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
 from msgspec import Meta, Struct
 
-from gateway.auth import require_admin, require_user
+from gateway.auth import ADMIN, USER
 from gateway.dependencies import BusDependency, Caller, MinPosition, RequestId, query_response
 from gateway.products import IdempotencyKey, PageNumber, PageSize
 from shop.contracts.commands import CancelOrder, PayOrder, PlaceOrder, ShipOrder
@@ -23,6 +23,7 @@ class Cancellation(Struct, frozen=True, kw_only=True):
 class OrderController(Controller):
     path = "/v1/orders"
     tags = ["orders"]
+    guards = USER
 
     @post("/", status_code=201, summary="Place an order (reserves stock on every product, all or nothing)")
     async def place_order(
@@ -33,7 +34,7 @@ class OrderController(Controller):
         request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
-        return await bus.command(data, require_user(actor), request_id, idempotency_key)
+        return await bus.command(data, actor, request_id, idempotency_key)
 
     @get("/", summary="The caller's orders, newest first")
     async def list_orders(
@@ -47,7 +48,7 @@ class OrderController(Controller):
         size: int = PageSize,
     ) -> Response[OrderPage]:
         query = ListOrders(status=status, page=page, size=size)
-        return query_response(await bus.query(query, require_user(actor), request_id, min_position), OrderPage)
+        return query_response(await bus.query(query, actor, request_id, min_position), OrderPage)
 
     @post("/{order_id:str}/pay", status_code=200, summary="Pay an order (owner or admin)")
     async def pay_order(
@@ -58,7 +59,7 @@ class OrderController(Controller):
         request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
-        return await bus.command(PayOrder(order_id=order_id), require_user(actor), request_id, idempotency_key)
+        return await bus.command(PayOrder(order_id=order_id), actor, request_id, idempotency_key)
 
     @post("/{order_id:str}/cancel", status_code=200, summary="Cancel an order before shipping (owner or admin)")
     async def cancel_order(
@@ -71,7 +72,7 @@ class OrderController(Controller):
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = CancelOrder(order_id=order_id, reason=data.reason if data else "")
-        return await bus.command(command, require_user(actor), request_id, idempotency_key)
+        return await bus.command(command, actor, request_id, idempotency_key)
 
     @get("/{order_id:str}", summary="Order detail with status history (owner or admin)")
     async def get_order(
@@ -82,13 +83,14 @@ class OrderController(Controller):
         request_id: RequestId,
         min_position: MinPosition,
     ) -> Response[OrderView]:
-        reply = await bus.query(GetOrder(id=order_id), require_user(actor), request_id, min_position)
+        reply = await bus.query(GetOrder(id=order_id), actor, request_id, min_position)
         return query_response(reply, OrderView)
 
 
 class AdminOrderController(Controller):
     path = "/v1/admin/orders"
     tags = ["orders"]
+    guards = ADMIN
 
     @get("/search", summary="Search orders by product name or order id, status and date range (admin)")
     async def search_orders(
@@ -105,7 +107,7 @@ class AdminOrderController(Controller):
         size: int = PageSize,
     ) -> Response[OrderPage]:
         query = SearchOrders(q=q, status=status, placed_from=placed_from, placed_to=placed_to, page=page, size=size)
-        return query_response(await bus.query(query, require_admin(actor), request_id, min_position), OrderPage)
+        return query_response(await bus.query(query, actor, request_id, min_position), OrderPage)
 
     @post("/{order_id:str}/ship", status_code=200, summary="Ship a paid order (admin)")
     async def ship_order(
@@ -116,4 +118,4 @@ class AdminOrderController(Controller):
         request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
-        return await bus.command(ShipOrder(order_id=order_id), require_admin(actor), request_id, idempotency_key)
+        return await bus.command(ShipOrder(order_id=order_id), actor, request_id, idempotency_key)

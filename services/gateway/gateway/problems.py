@@ -17,6 +17,7 @@ STATUS = {
     "invalid_state": 409,
     "unauthorized": 401,
     "forbidden": 403,
+    "unsupported_media_type": 415,
     "rate_limited": 429,
     "unavailable": 503,
     "outcome_unknown": 504,
@@ -33,7 +34,7 @@ HTTP_CODES = {
 }
 
 
-def problem(status: int, code: str, title: str, detail: str) -> Response:
+def problem(status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:
     body = {
         "type": f"https://errors.shop.example/{code}",
         "title": title,
@@ -41,11 +42,16 @@ def problem(status: int, code: str, title: str, detail: str) -> Response:
         "detail": detail,
         "code": code,
     }
-    return Response(body, status_code=status, media_type="application/problem+json")
+    return Response(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+RETRY_AFTER = "5"  # seconds a caller refused for load (429 without a rate-limit window, 503) should wait
 
 
 def shop_error(_: Request, exc: ShopError) -> Response:
-    return problem(STATUS.get(exc.code, 500), exc.code, exc.title, exc.detail)
+    status = STATUS.get(exc.code, 500)
+    headers = {"Retry-After": RETRY_AFTER} if status in (429, 503) else None
+    return problem(status, exc.code, exc.title, exc.detail, headers)
 
 
 def validation_error(_: Request, exc: ValidationException) -> Response:
@@ -56,8 +62,17 @@ def validation_error(_: Request, exc: ValidationException) -> Response:
 
 
 def http_error(_: Request, exc: HTTPException) -> Response:
+    """Keeps the exception's headers: `Allow` on a 405, `RateLimit-*` on a 429 (and `Retry-After` from them)."""
     code = HTTP_CODES.get(exc.status_code, "http_error")
-    return problem(exc.status_code, code, exc.detail, exc.detail)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 429 and "RateLimit-Reset" in headers:
+        headers["Retry-After"] = headers["RateLimit-Reset"]
+    return problem(exc.status_code, code, exc.detail, exc.detail, headers)
+
+
+def malformed_body(_: Request, exc: Exception) -> Response:
+    """The body is nested too deep or is not UTF-8: the JSON decoder gave up on it."""
+    return problem(400, "validation_error", "The request is not valid", f"malformed JSON body: {exc}"[:300])
 
 
 def unexpected_error(request: Request, exc: Exception) -> Response:
@@ -69,5 +84,7 @@ EXCEPTION_HANDLERS = {
     ShopError: shop_error,
     ValidationException: validation_error,
     HTTPException: http_error,
+    RecursionError: malformed_body,
+    UnicodeDecodeError: malformed_body,
     Exception: unexpected_error,
 }

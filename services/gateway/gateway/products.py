@@ -6,7 +6,7 @@ from litestar import Controller, Response, get, post, put
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter, QueryParameter
 from msgspec import Meta, Struct
 
-from gateway.auth import require_admin, require_user
+from gateway.auth import ADMIN, USER
 from gateway.dependencies import BusDependency, Caller, MinPosition, RequestId, query_response
 from shop.contracts.commands import AddReview, ChangePrice, CreateProduct, Money, Quantity, Restock
 from shop.contracts.queries import GetProduct, ListProducts, PopularProducts, ProductSort, SearchProducts
@@ -36,7 +36,7 @@ class ProductController(Controller):
     path = "/v1"
     tags = ["products"]
 
-    @post("/admin/products", status_code=201, summary="Create a product (admin)")
+    @post("/admin/products", guards=ADMIN, status_code=201, summary="Create a product (admin)")
     async def create_product(
         self,
         data: JSONBody[CreateProduct],
@@ -45,9 +45,13 @@ class ProductController(Controller):
         request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
-        return await bus.command(data, require_admin(actor), request_id, idempotency_key)
+        return await bus.command(data, actor, request_id, idempotency_key)
 
-    @put("/admin/products/{product_id:str}/price", summary="Change a price (admin; at most doubles at once)")
+    @put(
+        "/admin/products/{product_id:str}/price",
+        guards=ADMIN,
+        summary="Change a price (admin; at most doubles at once)",
+    )
     async def change_price(
         self,
         product_id: FromPath[str],
@@ -58,9 +62,9 @@ class ProductController(Controller):
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = ChangePrice(product_id=product_id, new_price=data.new_price, reason=data.reason)
-        return await bus.command(command, require_admin(actor), request_id, idempotency_key)
+        return await bus.command(command, actor, request_id, idempotency_key)
 
-    @post("/admin/products/{product_id:str}/restock", status_code=200, summary="Add stock (admin)")
+    @post("/admin/products/{product_id:str}/restock", guards=ADMIN, status_code=200, summary="Add stock (admin)")
     async def restock(
         self,
         product_id: FromPath[str],
@@ -71,9 +75,9 @@ class ProductController(Controller):
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = Restock(product_id=product_id, quantity=data.quantity)
-        return await bus.command(command, require_admin(actor), request_id, idempotency_key)
+        return await bus.command(command, actor, request_id, idempotency_key)
 
-    @post("/products/{product_id:str}/reviews", status_code=201, summary="Review a product (one per user)")
+    @post("/products/{product_id:str}/reviews", guards=USER, status_code=201, summary="Review a product (one per user)")
     async def add_review(
         self,
         product_id: FromPath[str],
@@ -84,7 +88,7 @@ class ProductController(Controller):
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = AddReview(product_id=product_id, rating=data.rating, text=data.text)
-        return await bus.command(command, require_user(actor), request_id, idempotency_key)
+        return await bus.command(command, actor, request_id, idempotency_key)
 
     @get("/products", summary="Products of a category, sorted and paged")
     async def list_products(

@@ -1,5 +1,6 @@
 """OpenSearch request bodies for the list and search queries (pure), and what their hits become."""
 
+import html
 from typing import Any
 
 from shop.contracts.queries import ListOrders, ListProducts, SearchOrders, SearchProducts
@@ -45,7 +46,13 @@ def products_search(query: SearchProducts) -> Body:
             }
         },
         "sort": sort,
-        "highlight": {"fields": {"name": {"number_of_fragments": 0}}, "pre_tags": ["<em>"], "post_tags": ["</em>"]},
+        # the html encoder escapes the name itself, so that only the <em> tags are markup
+        "highlight": {
+            "fields": {"name": {"number_of_fragments": 0}},
+            "pre_tags": ["<em>"],
+            "post_tags": ["</em>"],
+            "encoder": "html",
+        },
     }
     return paged(body, query.page, query.size)
 
@@ -87,7 +94,7 @@ def product_hit(hit: Body) -> ProductHit:
     return ProductHit(
         id=doc["id"],
         name=doc["name"],
-        highlighted_name=hit.get("highlight", {}).get("name", [doc["name"]])[0],
+        highlighted_name=hit.get("highlight", {}).get("name", [html.escape(doc["name"])])[0],
         thumbnail_url=doc["image_urls"][0] if doc["image_urls"] else None,
         price=doc["price"],
         category=doc["category"],

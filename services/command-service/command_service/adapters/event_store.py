@@ -96,10 +96,13 @@ class Session:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def load(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
+    async def load(self, stream_type: str, stream_id: str, after_version: int = 0) -> list[Envelope]:
+        """The stream's events of this type (none for another type's id, which is then not found)."""
         rows = await self._conn.fetch(
-            f"select {COLUMNS} from events where stream_id = $1 and version > $2 order by version",
+            f"""select {COLUMNS} from events where stream_id = $1 and stream_type = $2 and version > $3
+                order by version""",
             stream_id,
+            stream_type,
             after_version,
         )
         return [envelope_from_row(r) for r in rows]
@@ -115,10 +118,12 @@ class Session:
             "select exists(select from events where stream_id = $1 and version = $2)", stream_id, version
         )
 
-    async def load_snapshot(self, stream_id: str) -> tuple[bytes, int, int] | None:
+    async def load_snapshot(self, stream_type: str, stream_id: str) -> tuple[bytes, int, int] | None:
         """(state as JSON, version, schema) of the stream's latest snapshot, if any."""
         row = await self._conn.fetchrow(
-            "select state::text, version, schema from snapshots where stream_id = $1", stream_id
+            "select state::text, version, schema from snapshots where stream_id = $1 and stream_type = $2",
+            stream_id,
+            stream_type,
         )
         return (row["state"].encode(), row["version"], row["schema"]) if row else None
 
