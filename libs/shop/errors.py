@@ -47,6 +47,11 @@ class InvalidState(ShopError):
     final = True
 
 
+class IdempotencyKeyReused(ShopError):
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was already used for a different request"
+
+
 class Unauthorized(ShopError):
     code = "unauthorized"
     title = "Authentication required"

@@ -57,7 +57,7 @@ async def test_a_key_reused_for_another_request_is_refused(client, system, produ
         "/v1/orders", json={"items": [{"product_id": product["id"], "quantity": 2}]}, headers=headers
     )
 
-    assert other.status_code == 422 and other.json()["code"] == "validation_error"
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
 
 
 async def test_keys_belong_to_their_user(client, system, product):

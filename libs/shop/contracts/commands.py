@@ -10,9 +10,14 @@ NO_NUL = r"^[^\x00]*$"  # PostgreSQL's text and jsonb cannot hold a NUL: refused
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 Id = Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL)]
 # an image is shown by the apps: only https, no whitespace or control characters
-ImageUrl = Annotated[str, Meta(max_length=2048, pattern=r"^https://[^\x00-\x20\x7f]+$")]
-Money = Annotated[int, Meta(ge=0, le=10**12)]
+IMAGE_URL = {"type": "string", "maxLength": 2048, "pattern": r"^https://[^\x00-\x20\x7f]+$"}
+ImageUrl = Annotated[str, Meta(max_length=IMAGE_URL["maxLength"], pattern=IMAGE_URL["pattern"])]
+MAX_MONEY = 10**12
+Money = Annotated[int, Meta(ge=0, le=MAX_MONEY)]
 Quantity = Annotated[int, Meta(ge=1, le=10_000)]
+Reason = Annotated[str, Meta(max_length=500, pattern=NO_NUL)]
+ReviewText = Annotated[str, Meta(max_length=5000, pattern=NO_NUL)]
+Rating = Annotated[int, Meta(ge=1, le=5)]
 
 
 class Actor(Struct, frozen=True, kw_only=True):
@@ -32,14 +37,15 @@ class CreateProduct(Struct, frozen=True, kw_only=True, tag=True, tag_field="type
     stock: Annotated[int, Meta(ge=0, le=10**9)]
     category: Annotated[str, Meta(min_length=1, max_length=100, pattern=NO_NUL)]
     seller_id: Id
-    image_urls: Annotated[tuple[ImageUrl, ...], Meta(max_length=20)] = ()
+    # Litestar's OpenAPI drops the constraints of list items: given again as its schema's "extra"
+    image_urls: Annotated[list[ImageUrl], Meta(max_length=20, extra_json_schema={"extra": {"items": IMAGE_URL}})] = []
 
 
 class ChangePrice(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
     subject: ClassVar[str] = "cmd.product.change_price"
     product_id: Id
     new_price: Money
-    reason: Annotated[str, Meta(max_length=500, pattern=NO_NUL)] = ""
+    reason: Reason = ""
 
 
 class Restock(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
@@ -51,8 +57,8 @@ class Restock(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
 class AddReview(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
     subject: ClassVar[str] = "cmd.product.add_review"
     product_id: Id
-    rating: Annotated[int, Meta(ge=1, le=5)]
-    text: Annotated[str, Meta(max_length=5000, pattern=NO_NUL)] = ""
+    rating: Rating
+    text: ReviewText = ""
 
 
 class OrderLine(Struct, frozen=True, kw_only=True):
@@ -62,7 +68,7 @@ class OrderLine(Struct, frozen=True, kw_only=True):
 
 class PlaceOrder(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
     subject: ClassVar[str] = "cmd.order.place"
-    items: Annotated[tuple[OrderLine, ...], Meta(min_length=1, max_length=50)]
+    items: Annotated[list[OrderLine], Meta(min_length=1, max_length=50)]
 
 
 class PayOrder(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
@@ -78,7 +84,7 @@ class ShipOrder(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
 class CancelOrder(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
     subject: ClassVar[str] = "cmd.order.cancel"
     order_id: Id
-    reason: Annotated[str, Meta(max_length=500, pattern=NO_NUL)] = ""
+    reason: Reason = ""
 
 
 Command = CreateProduct | ChangePrice | Restock | AddReview | PlaceOrder | PayOrder | ShipOrder | CancelOrder

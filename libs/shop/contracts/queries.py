@@ -29,7 +29,7 @@ class GetAnalyticsSummary(Struct, frozen=True, kw_only=True, tag=True, tag_field
     top: Annotated[int, Meta(ge=1, le=100)] = 10
 
 
-Page = Annotated[int, Meta(ge=1, le=10_000)]
+Page = Annotated[int, Meta(ge=1, le=100)]  # with Size: page * size <= MAX_RESULT_WINDOW
 Size = Annotated[int, Meta(ge=1, le=100)]
 ProductSort = Literal["newest", "price_asc", "price_desc", "popular", "rating"]
 OrderStatus = Literal["placed", "paid", "shipped", "cancelled"]

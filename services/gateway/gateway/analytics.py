@@ -7,6 +7,7 @@ from litestar.params import QueryParameter
 
 from gateway.auth import ADMIN
 from gateway.dependencies import BusDependency, Caller, MinPosition, RequestId, query_response
+from gateway.problems import ADMIN_QUERY
 from shop.contracts.queries import GetAnalyticsSummary
 from shop.contracts.views import AnalyticsSummary
 
@@ -16,7 +17,11 @@ class AnalyticsController(Controller):
     tags = ["analytics"]
     guards = ADMIN
 
-    @get("/summary", summary="Revenue, order count, average order value, by day, top products (admin)")
+    @get(
+        "/summary",
+        responses=ADMIN_QUERY,
+        summary="Revenue, order count, average order value, by day, top products (admin)",
+    )
     async def summary(
         self,
         bus: BusDependency,

@@ -70,6 +70,16 @@ async def add_request_id(message: Message, scope: Scope) -> None:
         message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
 
 
+async def allow_every_method(message: Message, scope: Scope) -> None:
+    """An OPTIONS answer lists every method of its path: Litestar's own lists only the methods of the
+    first handler registered on a path that several handlers share."""
+    if message["type"] == "http.response.start" and scope.get("method") == "OPTIONS":
+        route = next((r for r in scope["litestar_app"].routes if r.path == scope.get("path_template")), None)
+        if route is not None:
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+            message["headers"] = [*headers, (b"allow", ", ".join(sorted(route.methods)).encode())]
+
+
 def rate_limit(settings: Settings) -> list[DefineMiddleware]:
     if not settings.rate_limit_per_minute:
         return []
@@ -121,7 +131,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, *rate_limit(settings)],
-        before_send=[add_request_id],
+        before_send=[add_request_id, allow_every_method],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(title="Mobile shop API", version="1.0.0", path="/schema"),

@@ -1,23 +1,30 @@
 """Order routes: a user's own orders."""
 
-from datetime import datetime
-from typing import Annotated
-
 from litestar import Controller, Response, get, post
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
-from msgspec import Meta, Struct
+from litestar.params import FromQuery, JSONBody, Parameter
+from msgspec import Struct
 
 from gateway.auth import ADMIN, USER
-from gateway.dependencies import BusDependency, Caller, MinPosition, RequestId, query_response
+from gateway.dependencies import (
+    BusDependency,
+    Caller,
+    MinPosition,
+    PathId,
+    RequestId,
+    moment,
+    moment_parameter,
+    query_response,
+)
+from gateway.problems import ADMIN_QUERY, COMMAND, USER_QUERY
 from gateway.products import IdempotencyKey, PageNumber, PageSize
-from shop.contracts.commands import CancelOrder, PayOrder, PlaceOrder, ShipOrder
+from shop.contracts.commands import NO_NUL, CancelOrder, PayOrder, PlaceOrder, Reason, ShipOrder
 from shop.contracts.queries import GetOrder, ListOrders, OrderStatus, SearchOrders
 from shop.contracts.replies import CommandResult
 from shop.contracts.views import OrderPage, OrderView
 
 
 class Cancellation(Struct, frozen=True, kw_only=True):
-    reason: Annotated[str, Meta(max_length=500)] = ""
+    reason: Reason = ""
 
 
 class OrderController(Controller):
@@ -25,7 +32,12 @@ class OrderController(Controller):
     tags = ["orders"]
     guards = USER
 
-    @post("/", status_code=201, summary="Place an order (reserves stock on every product, all or nothing)")
+    @post(
+        "/",
+        responses=COMMAND,
+        status_code=201,
+        summary="Place an order (reserves stock on every product, all or nothing)",
+    )
     async def place_order(
         self,
         data: JSONBody[PlaceOrder],
@@ -36,7 +48,7 @@ class OrderController(Controller):
     ) -> CommandResult:
         return await bus.command(data, actor, request_id, idempotency_key)
 
-    @get("/", summary="The caller's orders, newest first")
+    @get("/", responses=USER_QUERY, summary="The caller's orders, newest first")
     async def list_orders(
         self,
         bus: BusDependency,
@@ -50,10 +62,10 @@ class OrderController(Controller):
         query = ListOrders(status=status, page=page, size=size)
         return query_response(await bus.query(query, actor, request_id, min_position), OrderPage)
 
-    @post("/{order_id:str}/pay", status_code=200, summary="Pay an order (owner or admin)")
+    @post("/{order_id:str}/pay", responses=COMMAND, status_code=200, summary="Pay an order (owner or admin)")
     async def pay_order(
         self,
-        order_id: FromPath[str],
+        order_id: PathId,
         bus: BusDependency,
         actor: Caller,
         request_id: RequestId,
@@ -61,10 +73,15 @@ class OrderController(Controller):
     ) -> CommandResult:
         return await bus.command(PayOrder(order_id=order_id), actor, request_id, idempotency_key)
 
-    @post("/{order_id:str}/cancel", status_code=200, summary="Cancel an order before shipping (owner or admin)")
+    @post(
+        "/{order_id:str}/cancel",
+        responses=COMMAND,
+        status_code=200,
+        summary="Cancel an order before shipping (owner or admin)",
+    )
     async def cancel_order(
         self,
-        order_id: FromPath[str],
+        order_id: PathId,
         bus: BusDependency,
         actor: Caller,
         request_id: RequestId,
@@ -74,10 +91,10 @@ class OrderController(Controller):
         command = CancelOrder(order_id=order_id, reason=data.reason if data else "")
         return await bus.command(command, actor, request_id, idempotency_key)
 
-    @get("/{order_id:str}", summary="Order detail with status history (owner or admin)")
+    @get("/{order_id:str}", responses=USER_QUERY, summary="Order detail with status history (owner or admin)")
     async def get_order(
         self,
-        order_id: FromPath[str],
+        order_id: PathId,
         bus: BusDependency,
         actor: Caller,
         request_id: RequestId,
@@ -92,27 +109,32 @@ class AdminOrderController(Controller):
     tags = ["orders"]
     guards = ADMIN
 
-    @get("/search", summary="Search orders by product name or order id, status and date range (admin)")
+    @get(
+        "/search",
+        responses=ADMIN_QUERY,
+        summary="Search orders by product name or order id, status and date range (admin)",
+    )
     async def search_orders(
         self,
         bus: BusDependency,
         actor: Caller,
         request_id: RequestId,
         min_position: MinPosition,
-        q: str | None = Parameter(default=None, min_length=1, max_length=200),
+        q: str | None = Parameter(default=None, min_length=1, max_length=200, pattern=NO_NUL),
         status: FromQuery[OrderStatus | None] = None,
-        placed_from: datetime | None = QueryParameter(name="from", default=None),
-        placed_to: datetime | None = QueryParameter(name="to", default=None),
+        placed_from: str | None = moment_parameter("from"),
+        placed_to: str | None = moment_parameter("to"),
         page: int = PageNumber,
         size: int = PageSize,
     ) -> Response[OrderPage]:
-        query = SearchOrders(q=q, status=status, placed_from=placed_from, placed_to=placed_to, page=page, size=size)
+        placed = {"placed_from": moment(placed_from, "from"), "placed_to": moment(placed_to, "to")}
+        query = SearchOrders(q=q, status=status, **placed, page=page, size=size)
         return query_response(await bus.query(query, actor, request_id, min_position), OrderPage)
 
-    @post("/{order_id:str}/ship", status_code=200, summary="Ship a paid order (admin)")
+    @post("/{order_id:str}/ship", responses=COMMAND, status_code=200, summary="Ship a paid order (admin)")
     async def ship_order(
         self,
-        order_id: FromPath[str],
+        order_id: PathId,
         bus: BusDependency,
         actor: Caller,
         request_id: RequestId,

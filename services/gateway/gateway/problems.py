@@ -3,6 +3,8 @@
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from msgspec import Struct
 
 from shop.errors import ShopError
 
@@ -15,6 +17,7 @@ STATUS = {
     "insufficient_stock": 409,
     "concurrency_conflict": 409,
     "invalid_state": 409,
+    "idempotency_key_reused": 409,
     "unauthorized": 401,
     "forbidden": 403,
     "unsupported_media_type": 415,
@@ -32,6 +35,52 @@ HTTP_CODES = {
     429: "rate_limited",
     503: "unavailable",
 }
+
+
+class Problem(Struct, frozen=True, kw_only=True):
+    """An error, as every route answers it (RFC 9457)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+REASONS = {
+    400: "Malformed request (e.g. a body that is not JSON)",
+    401: "No valid bearer token",
+    403: "The caller may not do this",
+    404: "Not found",
+    409: "Conflicts with the current state (insufficient_stock, concurrency_conflict, invalid_state, "
+    "idempotency_key_reused)",
+    413: "Body too large",
+    415: "The body is not application/json",
+    422: "Invalid request (validation_error, price_rule_violation)",
+    429: "Too many requests (see Retry-After)",
+    503: "A service is unavailable; nothing was done",
+    504: "No answer in time; the command may have been carried out: retry with the same Idempotency-Key",
+}
+
+
+def problems(*statuses: int) -> dict[int, ResponseSpec]:
+    """The OpenAPI error responses of a route: these statuses and those every route may answer."""
+    return {
+        status: ResponseSpec(
+            data_container=Problem,
+            media_type="application/problem+json",
+            description=REASONS[status],
+            generate_examples=False,
+        )
+        for status in sorted({400, 422, 429, 503, *statuses})
+    }
+
+
+QUERY = problems()
+DETAIL = problems(404)
+USER_QUERY = problems(401, 403, 404)
+ADMIN_QUERY = problems(401, 403)
+COMMAND = problems(401, 403, 404, 409, 413, 415, 504)
 
 
 def problem(status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None) -> Response:

@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 
 from gateway.auth import USER, token_expiry
 from gateway.dependencies import BusDependency, Caller, RequestId
+from gateway.problems import problems
 from shop.contracts.queries import GetSyncPositions
 from shop.contracts.views import SyncPositions
 from shop.errors import RateLimited
@@ -63,7 +64,12 @@ class SyncController(Controller):
     tags = ["sync"]
     guards = USER
 
-    @get("/", summary="Projection progress as Server-Sent Events (event: position)")
+    @get(
+        "/",
+        media_type="text/event-stream",
+        responses=problems(401),
+        summary="Projection progress as Server-Sent Events (event: position)",
+    )
     async def sync(self, request: Request, bus: BusDependency, actor: Caller, request_id: RequestId) -> ServerSentEvent:
         feed: PositionFeed = request.app.state.feed
         announcements = feed.listen(actor.user_id)  # before the snapshot: nothing announced in between is lost

@@ -69,8 +69,10 @@ def orders_search(query: SearchOrders) -> Body:
     if query.status:
         filters.append({"term": {"status": query.status}})
     if query.placed_from or query.placed_to:
+        # as epoch milliseconds: OpenSearch takes no offset beyond +-18:00, which ISO 8601 allows
         bounds = {"gte": query.placed_from, "lte": query.placed_to}
-        filters.append({"range": {"placed_at": {k: v.isoformat() for k, v in bounds.items() if v is not None}}})
+        range_ = {k: int(v.timestamp() * 1000) for k, v in bounds.items() if v is not None}
+        filters.append({"range": {"placed_at": {**range_, "format": "epoch_millis"}}})
     must: list[Body] = []
     if query.q:
         matches = [{"match": {"items.name": query.q}}, {"term": {"id": query.q}}]

@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 
 from shop.contracts.events import Envelope
-from shop.errors import ConcurrencyError, Unavailable, ValidationFailed
+from shop.errors import ConcurrencyError, IdempotencyKeyReused, Unavailable
 
 # a command's transaction runs at this level whatever the server's default: the streams' locks
 # serialize writers, and each statement must see what the writer before it committed
@@ -182,7 +182,7 @@ class Session:
         self, user_id: str, key: str, request_hash: bytes, ttl: float
     ) -> tuple[bytes, int | None] | None:
         """The reply stored for this key (unexpired) and the global position its position is of, None if
-        the key is new. The same key with another request is a ValidationFailed."""
+        the key is new. The same key with another request is IdempotencyKeyReused."""
         row = await self._conn.fetchrow(
             """select request_hash, reply, position_of from idempotency_keys
                where user_id = $1 and key = $2 and created_at > now() - make_interval(secs => $3)""",
@@ -193,7 +193,7 @@ class Session:
         if row is None:
             return None
         if row["request_hash"] != request_hash:
-            raise ValidationFailed(f"Idempotency-Key {key!r} was already used for a different request")
+            raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was already used for a different request")
         return row["reply"], row["position_of"]
 
     async def remember_reply(
