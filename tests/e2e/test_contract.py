@@ -39,6 +39,7 @@ def test_schemathesis_finds_no_failure(system, tmp_path, roles):
             "--report-dir",
             str(tmp_path),
         ],
+        cwd=tmp_path,  # where schemathesis keeps its cache
         capture_output=True,
         text=True,
         timeout=600,

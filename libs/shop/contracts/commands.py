@@ -9,8 +9,12 @@ from msgspec import Meta, Struct
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL's text and jsonb cannot hold a NUL: refused at the edge, like any invalid text
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 Id = Annotated[str, Meta(min_length=1, max_length=64, pattern=NO_NUL)]
-# an image is shown by the apps: only https, no whitespace or control characters
-IMAGE_URL = {"type": "string", "maxLength": 2048, "pattern": r"^https://[^\x00-\x20\x7f]+$"}
+# an image is shown by the apps: https, a host name, no whitespace or control characters
+IMAGE_URL = {
+    "type": "string",
+    "maxLength": 2048,
+    "pattern": r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\x00-\x20\x7f]*)?$",
+}
 ImageUrl = Annotated[str, Meta(max_length=IMAGE_URL["maxLength"], pattern=IMAGE_URL["pattern"])]
 MAX_MONEY = 10**12
 Money = Annotated[int, Meta(ge=0, le=MAX_MONEY)]
