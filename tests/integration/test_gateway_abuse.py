@@ -133,6 +133,27 @@ async def test_slow_clients_are_cut_off_while_others_keep_their_latency(serve):
     assert sorted(latencies)[len(latencies) // 2] < 0.1 and max(latencies) < 1.0
 
 
+async def test_connections_beyond_the_cap_are_refused_until_slow_ones_are_cut_off(serve):
+    base = await serve(rate_limit_per_minute=0, http_max_connections=10, http_header_timeout=1.5)
+    port = int(base.rsplit(":", 1)[1])
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(10)]
+    for _, writer in held:
+        writer.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")  # and nothing more
+    await asyncio.gather(*(writer.drain() for _, writer in held))
+
+    async with httpx.AsyncClient(base_url=base) as client:
+        over_the_cap = await client.get("/health/live")
+        deadline = time.monotonic() + 5
+        while (after := await client.get("/health/live")).status_code != 200:
+            assert time.monotonic() < deadline, "the held connections were never cut off"
+            await asyncio.sleep(0.1)
+    for _, writer in held:
+        writer.close()
+
+    assert over_the_cap.status_code == 503
+    assert after.status_code == 200
+
+
 def bearer(user_id: str, expires_in: float = 3600) -> dict[str, str]:
     claims = {"sub": user_id, "exp": int(time.time() + expires_in)}
     return {"Authorization": "Bearer " + jwt.encode(claims, SECRET, "HS256")}
