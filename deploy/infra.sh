@@ -81,7 +81,8 @@ nats_stop() { stop_pidfile nats "$RUN_DIR/nats/nats.pid"; }
 
 # --- PostgreSQL (runs as Debian's postgres user when we are root) ---------------------------
 pg_user() { if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi; }
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# (from /: the postgres user may not be able to enter the current folder)
+as_pg() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
 # The data directory: under $RUN_DIR when the postgres user can reach it; a checkout in a folder it
 # cannot enter (root's 0700 home, mktemp -d) keeps it in postgres's own home, one per checkout.
 pg_data() {

@@ -3,9 +3,10 @@
 import msgspec
 import pytest
 
-from command_service.adapters.event_store import EventStore, create_pool, migrate
+from command_service.adapters.database import create_pool, migrate
+from command_service.adapters.event_store import EventStore
+from command_service.aggregates import load
 from command_service.domain.product import Product
-from command_service.handlers import load
 from shop.contracts.events import Envelope, ProductCreated, ProductRestocked
 from tests.envelopes import envelope
 

@@ -5,7 +5,8 @@ import uuid
 import msgspec
 import pytest
 
-from command_service.adapters.event_store import EventStore, Session, create_pool, migrate
+from command_service.adapters.database import create_pool, migrate
+from command_service.adapters.event_store import EventStore, Session
 from command_service.adapters.relay import OutboxRelay
 from command_service.handlers import CommandHandlers
 from shop import messaging

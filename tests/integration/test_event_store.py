@@ -5,7 +5,8 @@ import asyncio
 import msgspec
 import pytest
 
-from command_service.adapters.event_store import EventStore, create_pool, migrate
+from command_service.adapters.database import create_pool, migrate
+from command_service.adapters.event_store import EventStore
 from shop.contracts.events import ProductStockDecreased
 from shop.errors import ConcurrencyError
 from tests.envelopes import envelope

@@ -5,7 +5,8 @@ import asyncio
 
 import pytest
 
-from command_service.adapters.event_store import EventStore, create_pool, migrate
+from command_service.adapters.database import create_pool, migrate
+from command_service.adapters.event_store import EventStore
 from command_service.adapters.relay import OutboxRelay
 from shop import messaging
 from shop.contracts.events import ProductRestocked

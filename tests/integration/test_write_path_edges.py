@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from command_service.adapters.event_store import EventStore, create_pool, migrate
+from command_service.adapters.database import create_pool, migrate
+from command_service.adapters.event_store import EventStore
 from command_service.adapters.relay import OutboxRelay
 from command_service.handlers import CommandHandlers
 from shop import messaging

@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 import structlog
 from litestar import Litestar
 
-from command_service.adapters.event_store import EventStore, create_pool, migrate
+from command_service.adapters.database import create_pool, migrate
+from command_service.adapters.event_store import EventStore
 from command_service.adapters.relay import OutboxRelay
 from command_service.entrypoints import command_responder
 from command_service.handlers import CommandHandlers
