@@ -101,13 +101,13 @@ pg_start() {
     mkdir -p "$data"
     chown "$(pg_user)" "$data"; chmod 700 "$data"
     as_pg "$bin/initdb" -D "$data" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
-      --encoding=UTF8 --locale=C.UTF-8 >>"$LOGS/postgres.log" 2>&1
+      --encoding=UTF8 --locale=C.UTF-8 >>"$LOGS/postgres.log" 2>&1 || die "initdb failed"
   fi
   STARTED+=(pg)
   # the log is opened here, not by the server: the postgres user need not reach $LOGS
   as_pg "$bin/pg_ctl" -D "$data" -w -t 60 start \
     -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='$data' -c max_connections=200 -c fsync=${PG_FSYNC:-on}" \
-    >>"$LOGS/postgres.log" 2>&1 9>&-
+    >>"$LOGS/postgres.log" 2>&1 9>&- || die "postgres did not start"  # (die outside the log's redirection)
   local psql=("$bin/psql" -h "$data" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
   if [ -z "$(as_pg "${psql[@]}" -c "select 1 from pg_roles where rolname='$PG_USER'")" ]; then
     as_pg "${psql[@]}" -c "create role $PG_USER login createdb password '$PG_PASSWORD'"

@@ -1,7 +1,9 @@
 """deploy/infra.sh from a checkout whose parent folder is 0700 (root's home, `mktemp -d`): PostgreSQL,
 which runs as the postgres user, still starts; a failed start says why and leaves nothing running."""
 
+import hashlib
 import os
+import pwd
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -24,6 +26,8 @@ def private_checkout(tmp_path) -> Iterator[Path]:
     shutil.copytree(ROOT / "deploy", checkout / "deploy")
     yield checkout
     subprocess.run([checkout / "deploy" / "infra.sh", "stop"], capture_output=True, timeout=120)
+    run_dir = hashlib.sha256(str(checkout / ".run").encode()).hexdigest()[:12]
+    shutil.rmtree(Path(pwd.getpwnam("postgres").pw_dir) / f"shop-{run_dir}", ignore_errors=True)
 
 
 def infra(checkout: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
