@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs (if missing) and starts NATS+JetStream, PostgreSQL, Redis and OpenSearch on loopback.
-# Data, logs and pid files live under $RUN_DIR (default: <repo>/.run). Idempotent.
-# Usage: deploy/infra.sh start|stop|status
+# Data, logs and pid files live under $RUN_DIR (default: <repo>/.run). Idempotent. A start that
+# fails prints the cause (the end of the failing part's log) and stops what it had started.
+# Usage: deploy/infra.sh start|stop|status [nats|postgres|redis|opensearch ...]  (default: all four)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +17,8 @@ PG_PASSWORD=${PG_PASSWORD:-shop}
 
 log() { printf '[infra] %s\n' "$*" >&2; }
 die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
+STARTED=()   # what this start launched, so that a failure stops it again
+CURRENT=""   # the part being started, whose log tells why a start failed
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -58,6 +61,7 @@ nats_start() {
   if pid_alive "$dir/nats.pid"; then log "nats already running"; return; fi
   port_open "$NATS_PORT" && die "port $NATS_PORT is taken by another process"
   mkdir -p "$dir/jetstream"
+  STARTED+=(nats)
   cat >"$dir/nats.conf" <<EOF
 listen: 127.0.0.1:$NATS_PORT
 http: 127.0.0.1:${NATS_MONITOR_PORT:-8222}
@@ -77,22 +81,33 @@ nats_stop() { stop_pidfile nats "$RUN_DIR/nats/nats.pid"; }
 
 # --- PostgreSQL (runs as Debian's postgres user when we are root) ---------------------------
 pg_user() { if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi; }
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+# (from /: the postgres user may not be able to enter the current folder)
+as_pg() { if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi; }
+# The data directory: under $RUN_DIR when the postgres user can reach it; a checkout in a folder it
+# cannot enter (root's 0700 home, mktemp -d) keeps it in postgres's own home, one per checkout.
+pg_data() {
+  if [ "$(id -u)" != 0 ] || runuser -u postgres -- test -x "$RUN_DIR" 2>/dev/null; then
+    echo "$RUN_DIR/postgres"
+  else
+    echo "$(getent passwd postgres | cut -d: -f6)/shop-$(printf %s "$RUN_DIR" | sha256sum | cut -c1-12)"
+  fi
+}
 
 pg_start() {
-  local data=$RUN_DIR/postgres bin; bin=$(pg_bin)
+  local data bin; data=$(pg_data); bin=$(pg_bin)
   if as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then log "postgres already running"; return; fi
   port_open "$PG_PORT" && die "port $PG_PORT is taken by another process"
   if [ ! -f "$data/PG_VERSION" ]; then
     mkdir -p "$data"
     chown "$(pg_user)" "$data"; chmod 700 "$data"
-    touch "$LOGS/postgres.log"; chown "$(pg_user)" "$LOGS/postgres.log"
     as_pg "$bin/initdb" -D "$data" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
-      --encoding=UTF8 --locale=C.UTF-8 >>"$LOGS/postgres.log" 2>&1
+      --encoding=UTF8 --locale=C.UTF-8 >>"$LOGS/postgres.log" 2>&1 || die "initdb failed"
   fi
-  as_pg "$bin/pg_ctl" -D "$data" -l "$LOGS/postgres.log" -w -t 60 start \
+  STARTED+=(pg)
+  # the log is opened here, not by the server: the postgres user need not reach $LOGS
+  as_pg "$bin/pg_ctl" -D "$data" -w -t 60 start \
     -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='$data' -c max_connections=200 -c fsync=${PG_FSYNC:-on}" \
-    >/dev/null 9>&-
+    >>"$LOGS/postgres.log" 2>&1 9>&- || die "postgres did not start"  # (die outside the log's redirection)
   local psql=("$bin/psql" -h "$data" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
   if [ -z "$(as_pg "${psql[@]}" -c "select 1 from pg_roles where rolname='$PG_USER'")" ]; then
     as_pg "${psql[@]}" -c "create role $PG_USER login createdb password '$PG_PASSWORD'"
@@ -103,7 +118,7 @@ pg_start() {
   log "postgres up on 127.0.0.1:$PG_PORT (database $PG_DB, data $data)"
 }
 pg_stop() {
-  local data=$RUN_DIR/postgres bin; bin=$(pg_bin)
+  local data bin; data=$(pg_data); bin=$(pg_bin)
   [ -n "$bin" ] && [ -f "$data/postmaster.pid" ] || { log "postgres not running"; return; }
   as_pg "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
   log "postgres stopped"
@@ -115,6 +130,7 @@ redis_start() {
   if pid_alive "$dir/redis.pid"; then log "redis already running"; return; fi
   port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process"
   mkdir -p "$dir"
+  STARTED+=(redis)
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$LOGS/redis.log" --appendonly yes --appendfsync always --save "" 9>&-
   wait_for redis 30 port_open "$REDIS_PORT"
@@ -138,23 +154,52 @@ exec 9>"$RUN_DIR/.infra.lock"
 flock 9  # one start or stop at a time: two racing starts would launch two of everything
 # (every daemon below is started with 9>&-, or it would hold the lock for as long as it runs)
 
+wanted() { [ ${#PARTS[@]} -eq 0 ] || [[ " ${PARTS[*]} " == *" $1 "* ]]; }
+
+start_failed() { # on exit: after a failure, the failing part's log and a stop of what this start launched
+  local rc=$? part
+  [ $rc -ne 0 ] || return 0
+  if [ -n "$CURRENT" ] && [ -s "$LOGS/$CURRENT.log" ]; then
+    printf '[infra] %s failed to start; the end of %s:\n' "$CURRENT" "$LOGS/$CURRENT.log" >&2
+    tail -n 15 "$LOGS/$CURRENT.log" | sed 's/^/[infra]   | /' >&2
+  fi
+  [ -z "${os_pid:-}" ] || { kill "$os_pid" 2>/dev/null; wait "$os_pid" 2>/dev/null; } || true  # still booting
+  [ "${os_was_up:-1}" = 1 ] || opensearch stop >/dev/null 2>&1 || true
+  for part in "${STARTED[@]}"; do "${part}_stop" >/dev/null 2>&1 || true; done
+  log "stopped what this start had launched"
+  exit $rc
+}
+
+PARTS=("${@:2}")
 case "${1:-}" in
   start)
     ensure_installed
     started=$SECONDS
-    opensearch start 9>&- & os_pid=$!   # the slowest part: let it boot while the others start
-    nats_start; pg_start; redis_start
-    wait "$os_pid" || die "opensearch failed to start; see $LOGS/opensearch.log"
+    trap start_failed EXIT
+    if wanted opensearch; then  # the slowest part: let it boot while the others start
+      os_was_up=0; opensearch status >/dev/null 2>&1 && os_was_up=1
+      opensearch start 9>&- & os_pid=$!
+    fi
+    if wanted nats; then CURRENT=nats; nats_start; fi
+    if wanted postgres; then CURRENT=postgres; pg_start; fi
+    if wanted redis; then CURRENT=redis; redis_start; fi
+    if wanted opensearch; then CURRENT=opensearch; wait "$os_pid" || die "opensearch failed to start"; fi
+    trap - EXIT
     log "infrastructure ready in $((SECONDS - started))s"
     ;;
-  stop) opensearch stop || true; redis_stop; pg_stop; nats_stop ;;
+  stop)
+    if wanted opensearch; then opensearch stop || true; fi
+    if wanted redis; then redis_stop; fi
+    if wanted postgres; then pg_stop; fi
+    if wanted nats; then nats_stop; fi
+    ;;
   status)
     rc=0
     pid_alive "$RUN_DIR/nats/nats.pid" && echo "nats: up" || { echo "nats: down"; rc=1; }
-    as_pg "$(pg_bin)/pg_ctl" -D "$RUN_DIR/postgres" status >/dev/null 2>&1 && echo "postgres: up" || { echo "postgres: down"; rc=1; }
+    as_pg "$(pg_bin)/pg_ctl" -D "$(pg_data)" status >/dev/null 2>&1 && echo "postgres: up" || { echo "postgres: down"; rc=1; }
     pid_alive "$RUN_DIR/redis/redis.pid" && echo "redis: up" || { echo "redis: down"; rc=1; }
     opensearch status || rc=1
     exit $rc
     ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status [nats|postgres|redis|opensearch ...]" >&2; exit 2 ;;
 esac

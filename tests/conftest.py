@@ -8,7 +8,8 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -33,11 +34,23 @@ def wait_for_port(port: int, deadline: float) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
-@pytest.fixture(scope="session")
-def nats_url(tmp_path_factory) -> Iterator[str]:
-    port, store = free_port(), tmp_path_factory.mktemp("jetstream")
+@contextmanager
+def nats_server(store: Path, monitor_port: int = 0) -> Iterator[str]:
+    """A NATS server with JetStream in `store`, on a free port (and monitoring on `monitor_port`); its URL."""
+    port = free_port()
+    monitoring = ["-m", str(monitor_port)] if monitor_port else []
     server = subprocess.Popen(
-        [shutil.which("nats-server") or "nats-server", "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+        [
+            shutil.which("nats-server") or "nats-server",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-js",
+            "-sd",
+            str(store),
+            *monitoring,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -47,6 +60,26 @@ def nats_url(tmp_path_factory) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(10)
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory) -> Iterator[str]:
+    """The NATS server of the tests (the end-to-end system's services serve on it too)."""
+    with nats_server(tmp_path_factory.mktemp("jetstream")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def quiet_nats(tmp_path_factory) -> Iterator[tuple[str, str]]:
+    """A NATS server on which no service listens: its URL and that of its monitoring endpoint."""
+    monitor = free_port()
+    with nats_server(tmp_path_factory.mktemp("quiet-jetstream"), monitor) as url:
+        yield url, f"http://127.0.0.1:{monitor}"
+
+
+@pytest.fixture(scope="module")
+def quiet_nats_url(quiet_nats) -> str:
+    return quiet_nats[0]
 
 
 @asynccontextmanager

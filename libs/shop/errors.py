@@ -5,6 +5,7 @@ them to problem+json (gateway/problems.py) and messaging maps them to NATS error
 class ShopError(Exception):
     code = "internal_error"
     title = "Internal error"
+    final = False  # a business rejection: the same request always gets it, so an Idempotency-Key replays it
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.title)
@@ -15,21 +16,25 @@ class ShopError(Exception):
 class ValidationFailed(ShopError):
     code = "validation_error"
     title = "The request is not valid"
+    final = True
 
 
 class PriceRuleViolation(ShopError):
     code = "price_rule_violation"
     title = "The price change breaks a pricing rule"
+    final = True
 
 
 class NotFound(ShopError):
     code = "not_found"
     title = "Not found"
+    final = True
 
 
 class InsufficientStock(ShopError):
     code = "insufficient_stock"
     title = "Not enough stock"
+    final = True
 
 
 class ConcurrencyError(ShopError):
@@ -40,6 +45,12 @@ class ConcurrencyError(ShopError):
 class InvalidState(ShopError):
     code = "invalid_state"
     title = "The resource is not in a state that allows this"
+    final = True
+
+
+class IdempotencyKeyReused(ShopError):
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was already used for a different request"
 
 
 class Unauthorized(ShopError):
@@ -50,11 +61,27 @@ class Unauthorized(ShopError):
 class Forbidden(ShopError):
     code = "forbidden"
     title = "Not allowed"
+    final = True
+
+
+class UnsupportedMediaType(ShopError):
+    code = "unsupported_media_type"
+    title = "The body's media type is not accepted"
+
+
+class RateLimited(ShopError):
+    code = "rate_limited"
+    title = "Too many requests"
 
 
 class Unavailable(ShopError):
     code = "unavailable"
     title = "A service this request needs is unavailable"
+
+
+class OutcomeUnknown(ShopError):
+    code = "outcome_unknown"
+    title = "The command may or may not have been carried out: retry it with the same Idempotency-Key"
 
 
 ERRORS_BY_CODE: dict[str, type[ShopError]] = {cls.code: cls for cls in (ShopError, *ShopError.__subclasses__())}

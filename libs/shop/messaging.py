@@ -21,6 +21,8 @@ log = structlog.get_logger()
 
 EVENTS_STREAM = "EVENTS"
 DLQ_STREAM = "DLQ"
+# the outbox relay's re-publish after a crash is dropped as a duplicate within this window (seconds)
+DUPLICATE_WINDOW = 600
 
 
 async def connect(url: str, name: str, deadline: float = 60.0) -> NATS:
@@ -62,7 +64,7 @@ async def ensure_streams(nc: NATS) -> None:
             max_age=0,
             max_bytes=-1,
             max_msgs=-1,
-            duplicate_window=600,
+            duplicate_window=DUPLICATE_WINDOW,
         )
         try:
             existing = (await js.stream_info(name)).config
@@ -127,14 +129,17 @@ class Responder:
             await asyncio.wait(set(self._tasks), timeout=timeout)
 
 
-async def request(nc: NATS, subject: str, payload: bytes, timeout: float) -> Reply:
-    """Send a request and decode the reply; raises the reply's error as a ShopError."""
+async def request(
+    nc: NATS, subject: str, payload: bytes, timeout: float, on_timeout: type[ShopError] = Unavailable
+) -> Reply:
+    """Send a request and decode the reply; raises the reply's error as a ShopError. No responder is
+    Unavailable (nothing was done); no answer in time is `on_timeout` (a command's outcome is unknown)."""
     try:
         msg = await nc.request(subject, payload, timeout=timeout)
     except NoRespondersError as exc:
-        raise Unavailable(f"no service answers {subject}") from exc
+        raise Unavailable(f"no service answers {subject}; nothing was done") from exc
     except NatsTimeout as exc:
-        raise Unavailable(f"{subject} did not answer within {timeout:.0f}s") from exc
+        raise on_timeout(f"{subject} did not answer within {timeout:.0f}s") from exc
     try:
         reply = reply_decoder.decode(msg.data)
     except msgspec.MsgspecError as exc:

@@ -15,5 +15,6 @@ PROJECTION_RETRIES = Counter(
     "shop_projection_retries_total", "Batches tried again after a transient failure", ["projector"]
 )
 EVENTS_PUBLISHED = Counter("shop_events_published_total", "Events published from the outbox")
+OUTBOX_OLDEST_AGE = Gauge("shop_outbox_oldest_age_seconds", "Age of the oldest event not yet published")
 PROJECTION_POSITION = Gauge("shop_projection_position", "Last stream sequence applied", ["projector"])
 PROJECTION_LAG = Gauge("shop_projection_lag", "Events in the stream not yet applied", ["projector"])

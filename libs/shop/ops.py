@@ -7,10 +7,10 @@ from typing import TypeVar
 
 import msgspec
 import structlog
-import uvicorn
 from litestar import Litestar, MediaType, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shop import http_server
 from shop.logs import configure_logging
 from shop.settings import CommonSettings, load_settings
 
@@ -62,16 +62,7 @@ def ops_handlers(readiness: Readiness) -> list:
 
 def serve(app: Litestar, settings: CommonSettings) -> None:
     """Run the app until SIGTERM/SIGINT; uvicorn then runs the lifespan shutdown (drain, close)."""
-    config = uvicorn.Config(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
-    )
-    asyncio.run(uvicorn.Server(config).serve())
+    asyncio.run(http_server.server(app, settings).serve())
 
 
 def main(service: str, settings_type: type[S], create_app: Callable[[S], Litestar], description: str) -> None:

@@ -15,6 +15,10 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     environment: str = "development"
     shutdown_timeout: float = 10.0
+    http_header_timeout: float = 10.0  # seconds a request's headers may take to arrive
+    http_body_timeout: float = 30.0  # seconds its body may take after them
+    http_max_connections: int = 1000  # open connections beyond which requests get 503
+    trusted_proxies: str = ""  # addresses whose X-Forwarded-For is believed ("10.0.0.1,10.0.0.2"); none by default
 
 
 def load_settings(cls: type[S], service: str) -> S:

@@ -35,8 +35,14 @@ async def follow(http: httpx.AsyncClient, headers: dict, seen: dict[str, tuple[i
 
 
 async def main(url: str, writes: int, secret: str) -> None:
-    admin = {"Authorization": "Bearer " + jwt.encode({"sub": "bench-admin", "roles": ["admin"]}, secret, "HS256")}
-    user = {"Authorization": "Bearer " + jwt.encode({"sub": "bench-user", "roles": []}, secret, "HS256")}
+    admin = {
+        "Authorization": "Bearer "
+        + jwt.encode({"sub": "bench-admin", "roles": ["admin"], "exp": int(time.time()) + 3600}, secret, "HS256")
+    }
+    user = {
+        "Authorization": "Bearer "
+        + jwt.encode({"sub": "bench-user", "roles": [], "exp": int(time.time()) + 3600}, secret, "HS256")
+    }
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         body = {"name": "Bench item", "price": 100, "stock": writes * 10, "category": "bench", "seller_id": "bench"}
         product = (await http.post("/v1/admin/products", json=body, headers=admin)).raise_for_status().json()

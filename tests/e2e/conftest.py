@@ -48,7 +48,8 @@ class System:
     env: dict[str, str]  # what deploy/services.sh started the processes with
 
     def token(self, user_id: str, *roles: str) -> dict[str, str]:
-        return {"Authorization": "Bearer " + jwt.encode({"sub": user_id, "roles": list(roles)}, JWT_SECRET, "HS256")}
+        claims = {"sub": user_id, "roles": list(roles), "exp": int(time.time()) + 3600}
+        return {"Authorization": "Bearer " + jwt.encode(claims, JWT_SECRET, "HS256")}
 
     def pid(self, service: str) -> int:
         return int((Path(self.env["RUN_DIR"]) / "pids" / f"{service}.pid").read_text())

@@ -57,7 +57,7 @@ async def test_a_key_reused_for_another_request_is_refused(client, system, produ
         "/v1/orders", json={"items": [{"product_id": product["id"], "quantity": 2}]}, headers=headers
     )
 
-    assert other.status_code == 422 and other.json()["code"] == "validation_error"
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
 
 
 async def test_keys_belong_to_their_user(client, system, product):
@@ -69,3 +69,29 @@ async def test_keys_belong_to_their_user(client, system, product):
 
     assert first.status_code == second.status_code == 201
     assert first.json()["id"] != second.json()["id"]
+
+
+async def test_racing_repeats_all_carry_the_position(client, system, product):
+    body = {"items": [{"product_id": product["id"], "quantity": 1}]}
+    for _ in range(5):
+        headers = {**system.token("pia"), "Idempotency-Key": str(uuid.uuid4())}
+
+        replies = await asyncio.gather(*(client.post("/v1/orders", json=body, headers=headers) for _ in range(4)))
+
+        assert {r.status_code for r in replies} == {201}
+        assert len({r.json()["position"] for r in replies}) == 1
+        assert replies[0].json()["position"] is not None
+
+
+async def test_a_rejection_is_replayed_for_its_key(client, system, product):
+    headers = {**system.token("rex"), "Idempotency-Key": str(uuid.uuid4())}
+    body = {"items": [{"product_id": product["id"], "quantity": 11}]}
+
+    first = await client.post("/v1/orders", json=body, headers=headers)
+    await client.post(
+        f"/v1/admin/products/{product['id']}/restock", json={"quantity": 10}, headers=system.token("boss", "admin")
+    )
+    again = await client.post("/v1/orders", json=body, headers=headers)
+
+    assert first.status_code == again.status_code == 409
+    assert again.json()["code"] == "insufficient_stock"

@@ -5,7 +5,8 @@ import uuid
 import msgspec
 import pytest
 
-from command_service.adapters.event_store import EventStore, Session, create_pool, migrate
+from command_service.adapters.database import create_pool, migrate
+from command_service.adapters.event_store import EventStore, Session
 from command_service.adapters.relay import OutboxRelay
 from command_service.handlers import CommandHandlers
 from shop import messaging
@@ -56,7 +57,7 @@ def rogue_writes(monkeypatch, pool):
             )
             async with pool.acquire() as other:  # another connection, committed before our append
                 await append(Session(other), [rogue])
-        await append(self, envelopes)
+        return await append(self, envelopes)
 
     monkeypatch.setattr(Session, "append", append_after_a_rogue_write)
     return remaining

@@ -5,7 +5,8 @@ import asyncio
 import msgspec
 import pytest
 
-from command_service.adapters.event_store import EventStore, create_pool, migrate
+from command_service.adapters.database import create_pool, migrate
+from command_service.adapters.event_store import EventStore
 from shop.contracts.events import ProductStockDecreased
 from shop.errors import ConcurrencyError
 from tests.envelopes import envelope
@@ -31,7 +32,7 @@ async def test_appended_events_load_in_version_order_with_an_outbox_row_each(poo
     async with store.session(["p1"]) as session:
         await session.append(written)
     async with store.session(["p1"]) as session:
-        loaded = await session.load("p1")
+        loaded = await session.load("product", "p1")
 
     def plain(events):
         return [(e.event_id, e.version, msgspec.json.decode(e.data)) for e in events]
@@ -61,7 +62,7 @@ async def test_sessions_on_the_same_stream_queue_instead_of_conflicting(pool):
 
     async def append_next() -> None:
         async with store.session(["p1"]) as session:
-            version = len(await session.load("p1")) + 1
+            version = len(await session.load("product", "p1")) + 1
             await asyncio.sleep(0.01)  # widen the window between read and write
             await session.append([envelope("p1", version, DECREASED)])
 
@@ -73,9 +74,9 @@ async def test_sessions_on_the_same_stream_queue_instead_of_conflicting(pool):
 async def test_a_remembered_reply_expires_after_its_time_to_live(pool):
     store = EventStore(pool)
     async with store.session(["idempotency:u1:k1"]) as session:
-        await session.remember_reply("u1", "k1", b"hash", b'{"id":"x"}')
+        await session.remember_reply("u1", "k1", b"hash", b'{"id":"x"}', 7)
     async with store.session(["idempotency:u1:k1"]) as session:
-        assert await session.remembered_reply("u1", "k1", b"hash", ttl=3600) == b'{"id":"x"}'
+        assert await session.remembered_reply("u1", "k1", b"hash", ttl=3600) == (b'{"id":"x"}', 7)
         assert await session.remembered_reply("u1", "k1", b"hash", ttl=0) is None
         assert await session.remembered_reply("u2", "k1", b"hash", ttl=3600) is None
     assert await store.forget_expired_replies(ttl=0) == 1

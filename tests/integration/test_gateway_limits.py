@@ -11,7 +11,7 @@ SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 
 
 def token(user_id: str) -> dict[str, str]:
-    return {"Authorization": "Bearer " + jwt.encode({"sub": user_id}, SECRET, "HS256")}
+    return {"Authorization": "Bearer " + jwt.encode({"sub": user_id, "exp": 4_000_000_000}, SECRET, "HS256")}
 
 
 async def test_a_caller_over_the_limit_gets_429_problem_json_and_others_do_not(nats_url):

@@ -6,7 +6,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 from msgspec import Meta, Struct
 
-from shop.contracts.commands import Actor, Id
+from shop.contracts.commands import NO_NUL, Actor, Id, Money
 
 
 class GetOrder(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"):
@@ -29,12 +29,12 @@ class GetAnalyticsSummary(Struct, frozen=True, kw_only=True, tag=True, tag_field
     top: Annotated[int, Meta(ge=1, le=100)] = 10
 
 
-Page = Annotated[int, Meta(ge=1, le=10_000)]
+Page = Annotated[int, Meta(ge=1, le=100)]  # with Size: page * size <= MAX_RESULT_WINDOW
 Size = Annotated[int, Meta(ge=1, le=100)]
 ProductSort = Literal["newest", "price_asc", "price_desc", "popular", "rating"]
 OrderStatus = Literal["placed", "paid", "shipped", "cancelled"]
-Text = Annotated[str, Meta(min_length=1, max_length=200)]
-Price = Annotated[int, Meta(ge=0)]
+Text = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Moment = Annotated[datetime, Meta(tz=True)]  # with its time zone: a naive time is ambiguous
 MAX_RESULT_WINDOW = 10_000  # how deep a page may reach (OpenSearch's index.max_result_window)
 
 
@@ -52,8 +52,8 @@ class SearchProducts(Struct, frozen=True, kw_only=True, tag=True, tag_field="typ
     projection: ClassVar[str] = "catalog"
     q: Text
     category: Text | None = None
-    min_price: Price | None = None
-    max_price: Price | None = None
+    min_price: Money | None = None
+    max_price: Money | None = None
     sort: ProductSort | None = None  # None: by relevance
     page: Page = 1
     size: Size = 20
@@ -80,8 +80,8 @@ class SearchOrders(Struct, frozen=True, kw_only=True, tag=True, tag_field="type"
     projection: ClassVar[str] = "order-list"
     q: Text | None = None  # product names or an order id
     status: OrderStatus | None = None
-    placed_from: datetime | None = None
-    placed_to: datetime | None = None
+    placed_from: Moment | None = None
+    placed_to: Moment | None = None
     page: Page = 1
     size: Size = 20
 

@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 import structlog
 from litestar import Litestar
 
-from command_service.adapters.event_store import EventStore, create_pool, migrate
+from command_service.adapters.database import create_pool, migrate
+from command_service.adapters.event_store import EventStore
 from command_service.adapters.relay import OutboxRelay
 from command_service.entrypoints import command_responder
 from command_service.handlers import CommandHandlers
@@ -53,10 +54,11 @@ def create_app(settings: Settings) -> Litestar:
                     settings.idempotency_ttl,
                     settings.snapshot_every,
                     settings.conflict_attempts,
+                    settings.request_timeout,
                 )
             ),
         )
-        readiness.checks.update(postgres=store.ping, nats=lambda: nc.flush(timeout=1))
+        readiness.checks.update(postgres=store.ping, nats=lambda: nc.flush(timeout=1), outbox=relay.check_outbox_age)
         forgetting = asyncio.create_task(forget_expired_replies(store, settings.idempotency_ttl))
         log.info("started", port=settings.http_port)
         try:

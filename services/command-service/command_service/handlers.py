@@ -11,6 +11,7 @@ import msgspec
 
 from command_service.adapters.event_store import EventStore, Session
 from command_service.adapters.relay import OutboxRelay
+from command_service.aggregates import load
 from command_service.domain import order, product
 from shop.contracts.commands import (
     AddReview,
@@ -24,35 +25,10 @@ from shop.contracts.commands import (
     Restock,
     ShipOrder,
 )
-from shop.contracts.events import DomainEvent, Envelope, decode_data, schema_version
-from shop.contracts.replies import CommandResult
+from shop.contracts.events import DomainEvent, Envelope, schema_version
+from shop.contracts.replies import CommandResult, error_reply, reply_decoder, result_reply
 from shop.contracts.views import OrderItemView, OrderView, StatusChange
-from shop.errors import ConcurrencyError, Forbidden
-
-EVOLVE = {"product": product.evolve, "order": order.evolve}
-# the state type of each aggregate and its snapshot schema: bump the number when the type changes
-SNAPSHOTS = {"product": (product.Product, 1), "order": (order.Order, 1)}
-
-
-async def load(
-    session: Session, stream_type: str, stream_id: str, snapshot_every: int = 0
-) -> tuple[object | None, int]:
-    """The aggregate's state and version (0 if it has no events yet), from its snapshot and the events
-    after it. When `snapshot_every` or more events had to be replayed, a new snapshot is saved."""
-    state_type, schema = SNAPSHOTS[stream_type]
-    state, version = None, 0
-    snapshot = await session.load_snapshot(stream_id) if snapshot_every else None
-    if snapshot is not None and snapshot[2] == schema:
-        try:
-            state, version = msgspec.json.decode(snapshot[0], type=state_type), snapshot[1]
-        except msgspec.ValidationError:  # unreadable snapshot: replay everything instead
-            state, version = None, 0
-    replayed = await session.load(stream_id, after_version=version)
-    for envelope in replayed:
-        state, version = EVOLVE[stream_type](state, decode_data(envelope)), envelope.version
-    if snapshot_every and len(replayed) >= snapshot_every:
-        await session.save_snapshot(stream_id, stream_type, version, schema, msgspec.json.encode(state))
-    return state, version
+from shop.errors import ConcurrencyError, Forbidden, ShopError
 
 
 def require_admin(meta: CommandMeta, what: str) -> None:
@@ -62,6 +38,7 @@ def require_admin(meta: CommandMeta, what: str) -> None:
 
 Decide = Callable[[Session], Awaitable[tuple[list[Envelope], CommandResult]]]
 result_decoder = msgspec.json.Decoder(CommandResult)
+REPLY_MARGIN = 0.2  # seconds a reply needs to reach the caller: a command commits this long before its deadline
 
 
 class CommandHandlers:
@@ -73,9 +50,10 @@ class CommandHandlers:
         idempotency_ttl: float,
         snapshot_every: int,
         conflict_attempts: int,
+        request_timeout: float = 10.0,  # the deadline of a command sent without one
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._conflict_attempts = conflict_attempts
+        self._conflict_attempts, self._request_timeout = conflict_attempts, request_timeout
         self._store, self._relay, self._clock = store, relay, clock
         self._publish_wait, self._idempotency_ttl, self._snapshot_every = publish_wait, idempotency_ttl, snapshot_every
 
@@ -116,42 +94,59 @@ class CommandHandlers:
             case CancelOrder() as command:
                 return await self.cancel_order(request, command)
 
+    def _commit_by(self, meta: CommandMeta) -> float:
+        """The event-loop time by which the command commits or gives up: its deadline less the reply's way."""
+        left = (meta.deadline - datetime.now(UTC)).total_seconds() if meta.deadline else self._request_timeout
+        return asyncio.get_running_loop().time() + left - REPLY_MARGIN
+
     async def _write(self, request: CommandRequest, stream_ids: list[str], decide: Decide) -> CommandResult:
         """Decide and append in one transaction holding the streams' locks, retried a bounded number of
         times if a stream was appended to concurrently anyway (ConcurrencyError). With an
-        Idempotency-Key the reply is stored in that same transaction, and a repeat (even a racing
-        one, which waits for the key's lock) gets the stored reply and changes nothing."""
+        Idempotency-Key the reply (a result or a final rejection) is stored in that same transaction,
+        and a repeat (even a racing one, which waits for the key's lock) gets the stored reply and
+        changes nothing. Every result, first or replayed, carries the JetStream sequence of its last
+        event (of its streams' last event if it changed nothing)."""
         user_id, key = request.meta.actor.user_id, request.meta.idempotency_key
+        commit_by = self._commit_by(request.meta)
         request_hash = hashlib.sha256(msgspec.json.encode(request.command)).digest()
         locks = [*stream_ids, f"idempotency:{user_id}:{key}"] if key else stream_ids
-        expected: list[str] = []
+        expected: list[int] = []
         try:
             for attempt in range(1, self._conflict_attempts + 1):
                 try:
-                    async with self._store.session(locks) as session:
-                        if key:
-                            stored = await session.remembered_reply(user_id, key, request_hash, self._idempotency_ttl)
-                            if stored is not None:
-                                return result_decoder.decode(stored)
-                        envelopes, result = await decide(session)
-                        await session.append(envelopes)
-                        if key:
-                            await session.remember_reply(user_id, key, request_hash, msgspec.json.encode(result))
-                        expected = [e.event_id for e in envelopes]
-                        self._relay.expect(expected)  # before the commit, which ends this block
+                    async with self._store.session(locks, commit_by) as session:
+                        stored = (
+                            await session.remembered_reply(user_id, key, request_hash, self._idempotency_ttl)
+                            if key
+                            else None
+                        )
+                        if stored is None:
+                            try:
+                                envelopes, result = await decide(session)
+                            except ShopError as exc:
+                                if not exc.final:
+                                    raise
+                                stored = (error_reply(exc), None)
+                            else:
+                                expected = await session.append(envelopes)
+                                self._relay.expect(expected)  # before the commit, which ends this block
+                                last = max(expected) if expected else await session.last_position(stream_ids)
+                                stored = (result_reply(result), last)
+                            if key:
+                                await session.remember_reply(user_id, key, request_hash, *stored)
                     break
                 except ConcurrencyError:
                     self._relay.forget(expected)
                     if attempt == self._conflict_attempts:
                         raise
                     await asyncio.sleep(random.uniform(0, 0.005 * 2**attempt))  # jitter: racers do not collide again
-            position = await self._relay.published(expected, self._publish_wait) if expected else None
+            reply, last = reply_decoder.decode(stored[0]), stored[1]
+            reply.raise_for_error()
+            wait = max(0.0, min(self._publish_wait, commit_by - asyncio.get_running_loop().time()))
+            position = await self._relay.published(last, wait) if last is not None else 0
         finally:
             self._relay.forget(expected)
-        result = msgspec.structs.replace(result, position=position)
-        if key and position is not None:
-            await self._store.update_reply(user_id, key, msgspec.json.encode(result))
-        return result
+        return msgspec.structs.replace(result_decoder.decode(reply.result), position=position)
 
     async def _on_one(
         self,
@@ -197,7 +192,7 @@ class CommandHandlers:
 
     async def cancel_order(self, request: CommandRequest, command: CancelOrder) -> CommandResult:
         # an order's items never change, so they tell which products to lock before deciding
-        async with self._store.session([command.order_id]) as session:
+        async with self._store.session([command.order_id], self._commit_by(request.meta)) as session:
             state, _ = await self._load(session, "order", command.order_id)
         product_ids = sorted({i.product_id for i in state.items}) if state else []
 

@@ -5,7 +5,7 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     http_port: int = 8001
     database_url: str = "postgresql://shop:shop@127.0.0.1:5432/shop"
     database_pool_size: int = 20
-    request_timeout: float = 10.0
+    request_timeout: float = 10.0  # the deadline of a command that came without one
     publish_wait: float = 5.0  # how long a command waits for its events to reach JetStream
     relay_interval: float = 0.5  # how often the outbox relay looks for unpublished events
     idempotency_ttl: float = 86_400.0  # seconds an Idempotency-Key is remembered

@@ -5,8 +5,9 @@ from datetime import date
 from litestar import Controller, Response, get
 from litestar.params import QueryParameter
 
-from gateway.auth import require_admin
+from gateway.auth import ADMIN
 from gateway.dependencies import BusDependency, Caller, MinPosition, RequestId, query_response
+from gateway.problems import ADMIN_QUERY
 from shop.contracts.queries import GetAnalyticsSummary
 from shop.contracts.views import AnalyticsSummary
 
@@ -14,8 +15,13 @@ from shop.contracts.views import AnalyticsSummary
 class AnalyticsController(Controller):
     path = "/v1/admin/analytics"
     tags = ["analytics"]
+    guards = ADMIN
 
-    @get("/summary", summary="Revenue, order count, average order value, by day, top products (admin)")
+    @get(
+        "/summary",
+        responses=ADMIN_QUERY,
+        summary="Revenue, order count, average order value, by day, top products (admin)",
+    )
     async def summary(
         self,
         bus: BusDependency,
@@ -26,5 +32,5 @@ class AnalyticsController(Controller):
         date_to: date | None = QueryParameter(name="to", default=None),
     ) -> Response[AnalyticsSummary]:
         query = GetAnalyticsSummary(date_from=date_from, date_to=date_to)
-        reply = await bus.query(query, require_admin(actor), request_id, min_position)
+        reply = await bus.query(query, actor, request_id, min_position)
         return query_response(reply, AnalyticsSummary)

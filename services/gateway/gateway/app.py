@@ -24,7 +24,7 @@ from gateway.orders import AdminOrderController, OrderController
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.products import ProductController
 from gateway.settings import DEV_JWT_SECRET, Settings
-from gateway.sync import SyncController
+from gateway.sync import PositionFeed, SyncController
 from shop import messaging
 from shop.metrics import HTTP_REQUESTS
 from shop.ops import Readiness, ops_handlers
@@ -70,12 +70,22 @@ async def add_request_id(message: Message, scope: Scope) -> None:
         message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
 
 
+async def allow_every_method(message: Message, scope: Scope) -> None:
+    """An OPTIONS answer lists every method of its path: Litestar's own lists only the methods of the
+    first handler registered on a path that several handlers share."""
+    if message["type"] == "http.response.start" and scope.get("method") == "OPTIONS":
+        route = next((r for r in scope["litestar_app"].routes if r.path == scope.get("path_template")), None)
+        if route is not None:
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+            message["headers"] = [*headers, (b"allow", ", ".join(sorted(route.methods)).encode())]
+
+
 def rate_limit(settings: Settings) -> list[DefineMiddleware]:
     if not settings.rate_limit_per_minute:
         return []
     config = RateLimitConfig(
         rate_limit=("minute", settings.rate_limit_per_minute),
-        exclude=["/health", "/metrics", "/schema"],
+        exclude=[r"^/health/", r"^/metrics$", r"^/schema(/|$)"],  # anchored: /v1/x/health is limited
         identifier_for_request=lambda request: rate_limit_key(request, settings.jwt_secret, settings.jwt_algorithm),
     )
     return [config.middleware]
@@ -93,6 +103,8 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         nc = await messaging.connect(settings.nats_url, "gateway")
         app.state.bus = Bus(nc, settings.command_timeout, settings.query_timeout)
+        app.state.feed = PositionFeed(settings.sync_streams_per_user, settings.sync_streams_total)
+        await app.state.feed.start(nc)
         readiness.checks.update(nats=lambda: nc.flush(timeout=1))
         log.info("started", port=settings.http_port)
         try:
@@ -119,7 +131,7 @@ def create_app(settings: Settings) -> Litestar:
         },
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[request_id_middleware, *rate_limit(settings)],
-        before_send=[add_request_id],
+        before_send=[add_request_id, allow_every_method],
         lifespan=[lifespan],
         state=State({"settings": settings}),
         openapi_config=OpenAPIConfig(title="Mobile shop API", version="1.0.0", path="/schema"),

@@ -1,13 +1,20 @@
-"""Bearer JWT -> Actor (`sub` is the user id, `roles` a list; "admin" opens the admin routes)."""
+"""Bearer JWT -> Actor (`sub` is the user id, `roles` a list; "admin" opens the admin routes).
+Route guards check the caller before anything reads the body."""
 
 import jwt
+import msgspec
 from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 
 from shop.contracts.commands import Actor
-from shop.errors import Forbidden, Unauthorized
+from shop.errors import Forbidden, Unauthorized, UnsupportedMediaType
+
+CLOCK_SKEW = 30  # seconds a token's `exp` may lie behind this gateway's clock
 
 
-def actor_from(request: Request, secret: str, algorithm: str) -> Actor | None:
+def actor_from(request: ASGIConnection, secret: str, algorithm: str) -> tuple[Actor, float] | None:
+    """The caller and when its token expires (Unix time); None without a token."""
     header = request.headers.get("authorization")
     if header is None:
         return None
@@ -15,31 +22,62 @@ def actor_from(request: Request, secret: str, algorithm: str) -> Actor | None:
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("use 'Authorization: Bearer <JWT>'")
     try:
-        claims = jwt.decode(token, secret, algorithms=[algorithm], options={"require": ["sub"]})
+        claims = jwt.decode(
+            token, secret, algorithms=[algorithm], options={"require": ["sub", "exp"]}, leeway=CLOCK_SKEW
+        )
     except jwt.PyJWTError as exc:
         raise Unauthorized(f"invalid token: {exc}") from exc
-    roles = claims.get("roles", [])
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise Unauthorized("invalid token: 'roles' must be a list of strings")
-    return Actor(user_id=str(claims["sub"]), roles=tuple(roles))
+    try:
+        actor = msgspec.convert({"user_id": claims["sub"], "roles": claims.get("roles", [])}, Actor)
+    except msgspec.ValidationError as exc:
+        raise Unauthorized(
+            f"invalid token: 'sub' must be a user id of 1 to 64 characters, 'roles' strings ({exc})"
+        ) from exc
+    return actor, float(claims["exp"])
 
 
-def require_user(actor: Actor | None) -> Actor:
-    if actor is None:
+def caller(connection: ASGIConnection) -> Actor | None:
+    """The request's caller, decoded once and kept in the request's state."""
+    state = connection.scope.setdefault("state", {})
+    if "caller" not in state:
+        settings = connection.app.state.settings
+        state["caller"] = actor_from(connection, settings.jwt_secret, settings.jwt_algorithm)
+    return state["caller"][0] if state["caller"] else None
+
+
+def token_expiry(connection: ASGIConnection) -> float:
+    """When the caller's token expires (Unix time); only for a route with a signed-in caller."""
+    caller(connection)
+    return connection.scope["state"]["caller"][1]
+
+
+def require_user(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    if caller(connection) is None:
         raise Unauthorized("this route needs a bearer token")
-    return actor
 
 
-def require_admin(actor: Actor | None) -> Actor:
-    if not require_user(actor).is_admin:
+def require_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    require_user(connection, handler)
+    if not caller(connection).is_admin:
         raise Forbidden("this route needs the admin role")
-    return actor
+
+
+def json_body(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """A body is JSON and says so: another Content-Type is refused rather than parsed as JSON."""
+    has_body = connection.headers.get("content-length", "0") != "0" or "transfer-encoding" in connection.headers
+    media_type = connection.headers.get("content-type", "").split(";")[0].strip().lower()
+    if has_body and media_type != "application/json":
+        raise UnsupportedMediaType("send the body as 'Content-Type: application/json'")
+
+
+USER = [require_user, json_body]  # the guards of a route for any signed-in user
+ADMIN = [require_admin, json_body]  # ... and of an admin route
 
 
 def rate_limit_key(request: Request, secret: str, algorithm: str) -> str:
     """Callers are limited per user; callers without a (valid) token per address."""
     try:
-        actor = actor_from(request, secret, algorithm)
+        found = actor_from(request, secret, algorithm)
     except Unauthorized:
-        actor = None
-    return f"user:{actor.user_id}" if actor else f"address:{request.client.host if request.client else 'unknown'}"
+        found = None
+    return f"user:{found[0].user_id}" if found else f"address:{request.client.host if request.client else 'unknown'}"

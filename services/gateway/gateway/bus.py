@@ -1,18 +1,15 @@
 """Commands and queries over NATS request/reply."""
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 from shop.contracts.commands import Actor, Command, CommandMeta, CommandRequest
 from shop.contracts.queries import Query, QueryMeta, QueryRequest
 from shop.contracts.replies import CommandResult, Reply
+from shop.errors import OutcomeUnknown
 from shop.messaging import request
-from shop.projection.engine import Position, position_decoder, position_subject
 
 command_result_decoder = msgspec.json.Decoder(CommandResult)
 
@@ -24,29 +21,16 @@ class Bus:
     async def command(
         self, command: Command, actor: Actor, correlation_id: str, idempotency_key: str | None
     ) -> CommandResult:
-        meta = CommandMeta(actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key)
+        """Sent with the deadline this gateway waits for; the command-service commits nothing after it."""
+        deadline = datetime.now(UTC) + timedelta(seconds=self._command_timeout)
+        meta = CommandMeta(
+            actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key, deadline=deadline
+        )
         payload = msgspec.json.encode(CommandRequest(meta=meta, command=command))
-        reply = await request(self._nc, command.subject, payload, self._command_timeout)
+        reply = await request(self._nc, command.subject, payload, self._command_timeout, OutcomeUnknown)
         return command_result_decoder.decode(reply.result)
 
     async def query(self, query: Query, actor: Actor | None, correlation_id: str, min_position: int) -> Reply:
         meta = QueryMeta(actor=actor, correlation_id=correlation_id, min_position=min_position)
         payload = msgspec.json.encode(QueryRequest(meta=meta, query=query))
         return await request(self._nc, query.subject, payload, self._query_timeout)
-
-    @asynccontextmanager
-    async def positions(self) -> AsyncIterator[asyncio.Queue[Position]]:
-        """A queue of the projections' position announcements while the context is open."""
-        queue: asyncio.Queue[Position] = asyncio.Queue(maxsize=1000)
-
-        async def on_position(msg: Msg) -> None:
-            try:
-                queue.put_nowait(position_decoder.decode(msg.data))
-            except (msgspec.MsgspecError, asyncio.QueueFull):
-                pass  # a slow reader skips positions; the next one supersedes them anyway
-
-        subscription = await self._nc.subscribe(position_subject("*"), cb=on_position)
-        try:
-            yield queue
-        finally:
-            await subscription.unsubscribe()

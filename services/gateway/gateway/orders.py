@@ -1,30 +1,43 @@
 """Order routes: a user's own orders."""
 
-from datetime import datetime
-from typing import Annotated
-
 from litestar import Controller, Response, get, post
-from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
-from msgspec import Meta, Struct
+from litestar.params import FromQuery, JSONBody, Parameter
+from msgspec import Struct
 
-from gateway.auth import require_admin, require_user
-from gateway.dependencies import BusDependency, Caller, MinPosition, RequestId, query_response
+from gateway.auth import ADMIN, USER
+from gateway.dependencies import (
+    BusDependency,
+    Caller,
+    MinPosition,
+    PathId,
+    RequestId,
+    moment,
+    moment_parameter,
+    query_response,
+)
+from gateway.problems import ADMIN_QUERY, COMMAND, USER_QUERY
 from gateway.products import IdempotencyKey, PageNumber, PageSize
-from shop.contracts.commands import CancelOrder, PayOrder, PlaceOrder, ShipOrder
+from shop.contracts.commands import NO_NUL, CancelOrder, PayOrder, PlaceOrder, Reason, ShipOrder
 from shop.contracts.queries import GetOrder, ListOrders, OrderStatus, SearchOrders
 from shop.contracts.replies import CommandResult
 from shop.contracts.views import OrderPage, OrderView
 
 
 class Cancellation(Struct, frozen=True, kw_only=True):
-    reason: Annotated[str, Meta(max_length=500)] = ""
+    reason: Reason = ""
 
 
 class OrderController(Controller):
     path = "/v1/orders"
     tags = ["orders"]
+    guards = USER
 
-    @post("/", status_code=201, summary="Place an order (reserves stock on every product, all or nothing)")
+    @post(
+        "/",
+        responses=COMMAND,
+        status_code=201,
+        summary="Place an order (reserves stock on every product, all or nothing)",
+    )
     async def place_order(
         self,
         data: JSONBody[PlaceOrder],
@@ -33,9 +46,9 @@ class OrderController(Controller):
         request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
-        return await bus.command(data, require_user(actor), request_id, idempotency_key)
+        return await bus.command(data, actor, request_id, idempotency_key)
 
-    @get("/", summary="The caller's orders, newest first")
+    @get("/", responses=USER_QUERY, summary="The caller's orders, newest first")
     async def list_orders(
         self,
         bus: BusDependency,
@@ -47,23 +60,28 @@ class OrderController(Controller):
         size: int = PageSize,
     ) -> Response[OrderPage]:
         query = ListOrders(status=status, page=page, size=size)
-        return query_response(await bus.query(query, require_user(actor), request_id, min_position), OrderPage)
+        return query_response(await bus.query(query, actor, request_id, min_position), OrderPage)
 
-    @post("/{order_id:str}/pay", status_code=200, summary="Pay an order (owner or admin)")
+    @post("/{order_id:str}/pay", responses=COMMAND, status_code=200, summary="Pay an order (owner or admin)")
     async def pay_order(
         self,
-        order_id: FromPath[str],
+        order_id: PathId,
         bus: BusDependency,
         actor: Caller,
         request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
-        return await bus.command(PayOrder(order_id=order_id), require_user(actor), request_id, idempotency_key)
+        return await bus.command(PayOrder(order_id=order_id), actor, request_id, idempotency_key)
 
-    @post("/{order_id:str}/cancel", status_code=200, summary="Cancel an order before shipping (owner or admin)")
+    @post(
+        "/{order_id:str}/cancel",
+        responses=COMMAND,
+        status_code=200,
+        summary="Cancel an order before shipping (owner or admin)",
+    )
     async def cancel_order(
         self,
-        order_id: FromPath[str],
+        order_id: PathId,
         bus: BusDependency,
         actor: Caller,
         request_id: RequestId,
@@ -71,49 +89,55 @@ class OrderController(Controller):
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = CancelOrder(order_id=order_id, reason=data.reason if data else "")
-        return await bus.command(command, require_user(actor), request_id, idempotency_key)
+        return await bus.command(command, actor, request_id, idempotency_key)
 
-    @get("/{order_id:str}", summary="Order detail with status history (owner or admin)")
+    @get("/{order_id:str}", responses=USER_QUERY, summary="Order detail with status history (owner or admin)")
     async def get_order(
         self,
-        order_id: FromPath[str],
+        order_id: PathId,
         bus: BusDependency,
         actor: Caller,
         request_id: RequestId,
         min_position: MinPosition,
     ) -> Response[OrderView]:
-        reply = await bus.query(GetOrder(id=order_id), require_user(actor), request_id, min_position)
+        reply = await bus.query(GetOrder(id=order_id), actor, request_id, min_position)
         return query_response(reply, OrderView)
 
 
 class AdminOrderController(Controller):
     path = "/v1/admin/orders"
     tags = ["orders"]
+    guards = ADMIN
 
-    @get("/search", summary="Search orders by product name or order id, status and date range (admin)")
+    @get(
+        "/search",
+        responses=ADMIN_QUERY,
+        summary="Search orders by product name or order id, status and date range (admin)",
+    )
     async def search_orders(
         self,
         bus: BusDependency,
         actor: Caller,
         request_id: RequestId,
         min_position: MinPosition,
-        q: str | None = Parameter(default=None, min_length=1, max_length=200),
+        q: str | None = Parameter(default=None, min_length=1, max_length=200, pattern=NO_NUL),
         status: FromQuery[OrderStatus | None] = None,
-        placed_from: datetime | None = QueryParameter(name="from", default=None),
-        placed_to: datetime | None = QueryParameter(name="to", default=None),
+        placed_from: str | None = moment_parameter("from"),
+        placed_to: str | None = moment_parameter("to"),
         page: int = PageNumber,
         size: int = PageSize,
     ) -> Response[OrderPage]:
-        query = SearchOrders(q=q, status=status, placed_from=placed_from, placed_to=placed_to, page=page, size=size)
-        return query_response(await bus.query(query, require_admin(actor), request_id, min_position), OrderPage)
+        placed = {"placed_from": moment(placed_from, "from"), "placed_to": moment(placed_to, "to")}
+        query = SearchOrders(q=q, status=status, **placed, page=page, size=size)
+        return query_response(await bus.query(query, actor, request_id, min_position), OrderPage)
 
-    @post("/{order_id:str}/ship", status_code=200, summary="Ship a paid order (admin)")
+    @post("/{order_id:str}/ship", responses=COMMAND, status_code=200, summary="Ship a paid order (admin)")
     async def ship_order(
         self,
-        order_id: FromPath[str],
+        order_id: PathId,
         bus: BusDependency,
         actor: Caller,
         request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
-        return await bus.command(ShipOrder(order_id=order_id), require_admin(actor), request_id, idempotency_key)
+        return await bus.command(ShipOrder(order_id=order_id), actor, request_id, idempotency_key)

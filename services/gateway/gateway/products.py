@@ -1,26 +1,39 @@
 """Product routes: admin writes, public reads."""
 
-from typing import Annotated
-
 from litestar import Controller, Response, get, post, put
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter, QueryParameter
-from msgspec import Meta, Struct
+from litestar.params import FromQuery, HeaderParameter, JSONBody, Parameter, QueryParameter
+from msgspec import Struct
 
-from gateway.auth import require_admin, require_user
-from gateway.dependencies import BusDependency, Caller, MinPosition, RequestId, query_response
-from shop.contracts.commands import AddReview, ChangePrice, CreateProduct, Money, Quantity, Restock
+from gateway.auth import ADMIN, USER
+from gateway.dependencies import BusDependency, Caller, MinPosition, PathId, RequestId, query_response
+from gateway.problems import COMMAND, DETAIL, QUERY
+from shop.contracts.commands import (
+    MAX_MONEY,
+    NO_NUL,
+    AddReview,
+    ChangePrice,
+    CreateProduct,
+    Money,
+    Quantity,
+    Rating,
+    Reason,
+    Restock,
+    ReviewText,
+)
 from shop.contracts.queries import GetProduct, ListProducts, PopularProducts, ProductSort, SearchProducts
 from shop.contracts.replies import CommandResult
 from shop.contracts.views import PopularProductList, ProductDetail, ProductPage, ProductSearchPage
 
 IdempotencyKey = HeaderParameter(name="Idempotency-Key", default=None, max_length=200)
-PageNumber = QueryParameter(name="page", ge=1, le=10_000, default=1)
+# Litestar leaves a bound of 0 out of a parameter's OpenAPI schema: given again as "extra"
+PriceBound = Parameter(default=None, ge=0, le=MAX_MONEY, schema_extra={"minimum": 0})
+PageNumber = QueryParameter(name="page", ge=1, le=100, default=1)  # at most 100 x 100: OpenSearch's window
 PageSize = QueryParameter(name="size", ge=1, le=100, default=20)
 
 
 class NewPrice(Struct, frozen=True, kw_only=True):
     new_price: Money
-    reason: Annotated[str, Meta(max_length=500)] = ""
+    reason: Reason = ""
 
 
 class NewStock(Struct, frozen=True, kw_only=True):
@@ -28,15 +41,15 @@ class NewStock(Struct, frozen=True, kw_only=True):
 
 
 class NewReview(Struct, frozen=True, kw_only=True):
-    rating: Annotated[int, Meta(ge=1, le=5)]
-    text: Annotated[str, Meta(max_length=5000)] = ""
+    rating: Rating
+    text: ReviewText = ""
 
 
 class ProductController(Controller):
     path = "/v1"
     tags = ["products"]
 
-    @post("/admin/products", status_code=201, summary="Create a product (admin)")
+    @post("/admin/products", guards=ADMIN, responses=COMMAND, status_code=201, summary="Create a product (admin)")
     async def create_product(
         self,
         data: JSONBody[CreateProduct],
@@ -45,12 +58,17 @@ class ProductController(Controller):
         request_id: RequestId,
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
-        return await bus.command(data, require_admin(actor), request_id, idempotency_key)
+        return await bus.command(data, actor, request_id, idempotency_key)
 
-    @put("/admin/products/{product_id:str}/price", summary="Change a price (admin; at most doubles at once)")
+    @put(
+        "/admin/products/{product_id:str}/price",
+        guards=ADMIN,
+        responses=COMMAND,
+        summary="Change a price (admin; at most doubles at once)",
+    )
     async def change_price(
         self,
-        product_id: FromPath[str],
+        product_id: PathId,
         data: JSONBody[NewPrice],
         bus: BusDependency,
         actor: Caller,
@@ -58,12 +76,18 @@ class ProductController(Controller):
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = ChangePrice(product_id=product_id, new_price=data.new_price, reason=data.reason)
-        return await bus.command(command, require_admin(actor), request_id, idempotency_key)
+        return await bus.command(command, actor, request_id, idempotency_key)
 
-    @post("/admin/products/{product_id:str}/restock", status_code=200, summary="Add stock (admin)")
+    @post(
+        "/admin/products/{product_id:str}/restock",
+        guards=ADMIN,
+        responses=COMMAND,
+        status_code=200,
+        summary="Add stock (admin)",
+    )
     async def restock(
         self,
-        product_id: FromPath[str],
+        product_id: PathId,
         data: JSONBody[NewStock],
         bus: BusDependency,
         actor: Caller,
@@ -71,12 +95,18 @@ class ProductController(Controller):
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = Restock(product_id=product_id, quantity=data.quantity)
-        return await bus.command(command, require_admin(actor), request_id, idempotency_key)
+        return await bus.command(command, actor, request_id, idempotency_key)
 
-    @post("/products/{product_id:str}/reviews", status_code=201, summary="Review a product (one per user)")
+    @post(
+        "/products/{product_id:str}/reviews",
+        guards=USER,
+        responses=COMMAND,
+        status_code=201,
+        summary="Review a product (one per user)",
+    )
     async def add_review(
         self,
-        product_id: FromPath[str],
+        product_id: PathId,
         data: JSONBody[NewReview],
         bus: BusDependency,
         actor: Caller,
@@ -84,15 +114,15 @@ class ProductController(Controller):
         idempotency_key: str | None = IdempotencyKey,
     ) -> CommandResult:
         command = AddReview(product_id=product_id, rating=data.rating, text=data.text)
-        return await bus.command(command, require_user(actor), request_id, idempotency_key)
+        return await bus.command(command, actor, request_id, idempotency_key)
 
-    @get("/products", summary="Products of a category, sorted and paged")
+    @get("/products", responses=QUERY, summary="Products of a category, sorted and paged")
     async def list_products(
         self,
         bus: BusDependency,
         request_id: RequestId,
         min_position: MinPosition,
-        category: str | None = Parameter(default=None, max_length=200),
+        category: str | None = Parameter(default=None, min_length=1, max_length=200, pattern=NO_NUL),
         sort: FromQuery[ProductSort] = "newest",
         page: int = PageNumber,
         size: int = PageSize,
@@ -100,16 +130,16 @@ class ProductController(Controller):
         query = ListProducts(category=category, sort=sort, page=page, size=size)
         return query_response(await bus.query(query, None, request_id, min_position), ProductPage)
 
-    @get("/products/search", summary="Full-text search with the matched words of the name highlighted")
+    @get("/products/search", responses=QUERY, summary="Full-text search with the matched words of the name highlighted")
     async def search_products(
         self,
         bus: BusDependency,
         request_id: RequestId,
         min_position: MinPosition,
-        q: str = Parameter(min_length=1, max_length=200),
-        category: str | None = Parameter(default=None, max_length=200),
-        min_price: int | None = Parameter(default=None, ge=0),
-        max_price: int | None = Parameter(default=None, ge=0),
+        q: str = Parameter(min_length=1, max_length=200, pattern=NO_NUL),
+        category: str | None = Parameter(default=None, min_length=1, max_length=200, pattern=NO_NUL),
+        min_price: int | None = PriceBound,
+        max_price: int | None = PriceBound,
         sort: FromQuery[ProductSort | None] = None,
         page: int = PageNumber,
         size: int = PageSize,
@@ -119,7 +149,7 @@ class ProductController(Controller):
         )
         return query_response(await bus.query(query, None, request_id, min_position), ProductSearchPage)
 
-    @get("/products/popular", summary="Best sellers by units sold")
+    @get("/products/popular", responses=QUERY, summary="Best sellers by units sold")
     async def popular_products(
         self,
         bus: BusDependency,
@@ -130,9 +160,9 @@ class ProductController(Controller):
         reply = await bus.query(PopularProducts(limit=limit), None, request_id, min_position)
         return query_response(reply, PopularProductList)
 
-    @get("/products/{product_id:str}", summary="Product detail")
+    @get("/products/{product_id:str}", responses=DETAIL, summary="Product detail")
     async def get_product(
-        self, product_id: FromPath[str], bus: BusDependency, request_id: RequestId, min_position: MinPosition
+        self, product_id: PathId, bus: BusDependency, request_id: RequestId, min_position: MinPosition
     ) -> Response[ProductDetail]:
         reply = await bus.query(GetProduct(id=product_id), None, request_id, min_position)
         return query_response(reply, ProductDetail)

@@ -1,5 +1,6 @@
 """OpenSearch request bodies for the list and search queries (pure), and what their hits become."""
 
+import html
 from typing import Any
 
 from shop.contracts.queries import ListOrders, ListProducts, SearchOrders, SearchProducts
@@ -45,7 +46,13 @@ def products_search(query: SearchProducts) -> Body:
             }
         },
         "sort": sort,
-        "highlight": {"fields": {"name": {"number_of_fragments": 0}}, "pre_tags": ["<em>"], "post_tags": ["</em>"]},
+        # the html encoder escapes the name itself, so that only the <em> tags are markup
+        "highlight": {
+            "fields": {"name": {"number_of_fragments": 0}},
+            "pre_tags": ["<em>"],
+            "post_tags": ["</em>"],
+            "encoder": "html",
+        },
     }
     return paged(body, query.page, query.size)
 
@@ -62,8 +69,10 @@ def orders_search(query: SearchOrders) -> Body:
     if query.status:
         filters.append({"term": {"status": query.status}})
     if query.placed_from or query.placed_to:
+        # as epoch milliseconds: OpenSearch takes no offset beyond +-18:00, which ISO 8601 allows
         bounds = {"gte": query.placed_from, "lte": query.placed_to}
-        filters.append({"range": {"placed_at": {k: v.isoformat() for k, v in bounds.items() if v is not None}}})
+        range_ = {k: int(v.timestamp() * 1000) for k, v in bounds.items() if v is not None}
+        filters.append({"range": {"placed_at": {**range_, "format": "epoch_millis"}}})
     must: list[Body] = []
     if query.q:
         matches = [{"match": {"items.name": query.q}}, {"term": {"id": query.q}}]
@@ -87,7 +96,7 @@ def product_hit(hit: Body) -> ProductHit:
     return ProductHit(
         id=doc["id"],
         name=doc["name"],
-        highlighted_name=hit.get("highlight", {}).get("name", [doc["name"]])[0],
+        highlighted_name=hit.get("highlight", {}).get("name", [html.escape(doc["name"])])[0],
         thumbnail_url=doc["image_urls"][0] if doc["image_urls"] else None,
         price=doc["price"],
         category=doc["category"],

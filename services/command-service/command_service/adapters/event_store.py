@@ -1,6 +1,7 @@
 """The event store in PostgreSQL: events with a unique (stream_id, version), and an outbox row
 per event written in the same transaction."""
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
@@ -8,46 +9,11 @@ import asyncpg
 import msgspec
 
 from shop.contracts.events import Envelope
-from shop.errors import ConcurrencyError, Unavailable, ValidationFailed
+from shop.errors import ConcurrencyError, IdempotencyKeyReused, Unavailable
 
-SCHEMA = """
-create table if not exists events (
-    global_position bigint generated always as identity primary key,
-    event_id uuid not null unique,
-    stream_id text not null,
-    stream_type text not null,
-    version integer not null check (version > 0),
-    type text not null,
-    schema_version integer not null default 1,
-    data jsonb not null,
-    occurred_at timestamptz not null,
-    correlation_id text,
-    causation_id text,
-    constraint events_stream_version unique (stream_id, version)
-);
-alter table events add column if not exists stream_seq bigint;  -- its JetStream sequence, once published
-create table if not exists outbox (
-    global_position bigint primary key references events (global_position)
-);
-create table if not exists snapshots (
-    stream_id text primary key,
-    stream_type text not null,
-    version integer not null,
-    schema integer not null,
-    state jsonb not null,
-    taken_at timestamptz not null default now()
-);
-create table if not exists idempotency_keys (
-    user_id text not null,
-    key text not null,
-    request_hash bytea not null,
-    reply bytea not null,
-    created_at timestamptz not null default now(),
-    primary key (user_id, key)
-);
-create index if not exists idempotency_keys_created_at on idempotency_keys (created_at);
-"""
-MIGRATION_LOCK = 7_100_001
+# a command's transaction runs at this level whatever the server's default: the streams' locks
+# serialize writers, and each statement must see what the writer before it committed
+ISOLATION = "read_committed"
 
 COLUMNS = (
     "event_id, stream_id, stream_type, version, type, schema_version, data, occurred_at, correlation_id, causation_id"
@@ -69,37 +35,40 @@ def envelope_from_row(row: asyncpg.Record) -> Envelope:
     )
 
 
-async def create_pool(url: str, size: int) -> asyncpg.Pool:
-    try:
-        return await asyncpg.create_pool(url, min_size=1, max_size=size, command_timeout=30)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise Unavailable(f"PostgreSQL unreachable: {exc}") from exc
-
-
-async def migrate(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("select pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-        await conn.execute(SCHEMA)
-
-
 class Session:
     """One transaction holding the locks of the streams it will write."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def load(self, stream_id: str, after_version: int = 0) -> list[Envelope]:
+    async def load(self, stream_type: str, stream_id: str, after_version: int = 0) -> list[Envelope]:
+        """The stream's events of this type (none for another type's id, which is then not found)."""
         rows = await self._conn.fetch(
-            f"select {COLUMNS} from events where stream_id = $1 and version > $2 order by version",
+            f"""select {COLUMNS} from events where stream_id = $1 and stream_type = $2 and version > $3
+                order by version""",
             stream_id,
+            stream_type,
             after_version,
         )
         return [envelope_from_row(r) for r in rows]
 
-    async def load_snapshot(self, stream_id: str) -> tuple[bytes, int, int] | None:
+    async def last_position(self, stream_ids: list[str]) -> int | None:
+        """The global position of the last event of these streams (None if they have none)."""
+        return await self._conn.fetchval(
+            "select max(global_position) from events where stream_id = any($1::text[])", stream_ids
+        )
+
+    async def has_version(self, stream_id: str, version: int) -> bool:
+        return await self._conn.fetchval(
+            "select exists(select from events where stream_id = $1 and version = $2)", stream_id, version
+        )
+
+    async def load_snapshot(self, stream_type: str, stream_id: str) -> tuple[bytes, int, int] | None:
         """(state as JSON, version, schema) of the stream's latest snapshot, if any."""
         row = await self._conn.fetchrow(
-            "select state::text, version, schema from snapshots where stream_id = $1", stream_id
+            "select state::text, version, schema from snapshots where stream_id = $1 and stream_type = $2",
+            stream_id,
+            stream_type,
         )
         return (row["state"].encode(), row["version"], row["schema"]) if row else None
 
@@ -115,11 +84,15 @@ class Session:
             state.decode(),
         )
 
-    async def append(self, envelopes: Iterable[Envelope]) -> None:
-        """Insert events and their outbox rows; a taken (stream_id, version) is a ConcurrencyError."""
+    async def delete_snapshot(self, stream_id: str) -> None:
+        await self._conn.execute("delete from snapshots where stream_id = $1", stream_id)
+
+    async def append(self, envelopes: Iterable[Envelope]) -> list[int]:
+        """Insert events and their outbox rows; returns their global positions.
+        A taken (stream_id, version) is a ConcurrencyError."""
         envelopes = list(envelopes)
         if not envelopes:
-            return
+            return []
         records = [
             (
                 e.event_id,
@@ -148,12 +121,15 @@ class Session:
         await self._conn.executemany(
             "insert into outbox (global_position) values ($1)", [(p["global_position"],) for p in positions]
         )
+        return [p["global_position"] for p in positions]
 
-    async def remembered_reply(self, user_id: str, key: str, request_hash: bytes, ttl: float) -> bytes | None:
-        """The reply stored for this key (unexpired), None if the key is new.
-        The same key with another request is a ValidationFailed."""
+    async def remembered_reply(
+        self, user_id: str, key: str, request_hash: bytes, ttl: float
+    ) -> tuple[bytes, int | None] | None:
+        """The reply stored for this key (unexpired) and the global position its position is of, None if
+        the key is new. The same key with another request is IdempotencyKeyReused."""
         row = await self._conn.fetchrow(
-            """select request_hash, reply from idempotency_keys
+            """select request_hash, reply, position_of from idempotency_keys
                where user_id = $1 and key = $2 and created_at > now() - make_interval(secs => $3)""",
             user_id,
             key,
@@ -162,18 +138,22 @@ class Session:
         if row is None:
             return None
         if row["request_hash"] != request_hash:
-            raise ValidationFailed(f"Idempotency-Key {key!r} was already used for a different request")
-        return row["reply"]
+            raise IdempotencyKeyReused(f"Idempotency-Key {key!r} was already used for a different request")
+        return row["reply"], row["position_of"]
 
-    async def remember_reply(self, user_id: str, key: str, request_hash: bytes, reply: bytes) -> None:
+    async def remember_reply(
+        self, user_id: str, key: str, request_hash: bytes, reply: bytes, position_of: int | None
+    ) -> None:
         await self._conn.execute(
-            """insert into idempotency_keys (user_id, key, request_hash, reply) values ($1, $2, $3, $4)
-               on conflict (user_id, key) do update
-               set request_hash = excluded.request_hash, reply = excluded.reply, created_at = now()""",
+            """insert into idempotency_keys (user_id, key, request_hash, reply, position_of)
+               values ($1, $2, $3, $4, $5)
+               on conflict (user_id, key) do update set request_hash = excluded.request_hash,
+               reply = excluded.reply, position_of = excluded.position_of, created_at = now()""",
             user_id,
             key,
             request_hash,
             reply,
+            position_of,
         )
 
 
@@ -182,26 +162,39 @@ class EventStore:
         self._pool = pool
 
     @asynccontextmanager
-    async def session(self, stream_ids: Iterable[str]) -> AsyncIterator[Session]:
+    async def session(self, stream_ids: Iterable[str], commit_by: float | None = None) -> AsyncIterator[Session]:
         """A transaction that first takes a lock per stream (sorted, so never a deadlock), so writers of
-        the same streams queue instead of failing; the unique (stream_id, version) stays the last guard."""
+        the same streams queue instead of failing; the unique (stream_id, version) stays the last guard.
+        With `commit_by` (event-loop time) no wait outlasts it and nothing commits after it: past it
+        the transaction is rolled back and the caller told, truthfully, that nothing was done."""
+        loop = asyncio.get_running_loop()
+
+        def seconds_left() -> float:
+            left = float("inf") if commit_by is None else commit_by - loop.time()
+            if left <= 0:
+                raise Unavailable("the command's deadline passed before it could commit; nothing was done")
+            return left
+
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with (
+                self._pool.acquire(timeout=min(seconds_left(), 60.0)) as conn,
+                conn.transaction(isolation=ISOLATION),
+            ):
+                if commit_by is not None:
+                    ms = max(1, int(seconds_left() * 1000))
+                    await conn.execute(f"set local lock_timeout = {ms}; set local statement_timeout = {ms}")
                 for stream_id in sorted(set(stream_ids)):
                     await conn.execute("select pg_advisory_xact_lock(hashtextextended($1, 0))", stream_id)
                 yield Session(conn)
+                seconds_left()  # never commit past the deadline
+        except (asyncpg.exceptions.LockNotAvailableError, asyncpg.exceptions.QueryCanceledError, TimeoutError) as exc:
+            raise Unavailable(f"the command's deadline passed while it waited; nothing was done ({exc})") from exc
         except (
             OSError,
             asyncpg.exceptions.ConnectionDoesNotExistError,
             asyncpg.exceptions.CannotConnectNowError,
         ) as exc:
             raise Unavailable(f"PostgreSQL unavailable: {exc}") from exc
-
-    async def update_reply(self, user_id: str, key: str, reply: bytes) -> None:
-        """Store the final reply (with its position) once the events are published."""
-        await self._pool.execute(
-            "update idempotency_keys set reply = $3 where user_id = $1 and key = $2", user_id, key, reply
-        )
 
     async def forget_expired_replies(self, ttl: float) -> int:
         result = await self._pool.execute(
