@@ -17,16 +17,7 @@ PG_PASSWORD=${PG_PASSWORD:-shop}
 log() { printf '[infra] %s\n' "$*" >&2; }
 die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-apt_install() {
-  log "installing Debian packages: $*"
-  if [ ! -f "$RUN_DIR/.apt-updated" ]; then
-    as_root apt-get update -qq >&2
-    touch "$RUN_DIR/.apt-updated"
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
-}
+apt_install() { RUN_DIR=$RUN_DIR "$ROOT/deploy/apt-install.sh" "$@"; }
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
