@@ -51,6 +51,8 @@ async def main(quick: bool, stream_only: bool) -> None:
         "plan": msgspec.to_builtins(plan),
     }
     console = Console()
+    if not console.is_terminal:
+        console.width = 200  # the whole table on one line a row in logs
     async with Bench.open(plan, Addresses()) as bench:
         results["versions"] = await versions(bench)
         results["stream"] = await rebuilds.ensure_stream(bench) if plan.stream_events else None

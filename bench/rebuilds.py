@@ -87,27 +87,26 @@ async def ensure_stream(bench: Bench) -> dict[str, object] | None:
     if have >= target:
         return stream_record(RUN_DIR)
     tokens = [token(bench.addresses.jwt_secret, f"bench-stream-user-{n}") for n in range(2000)]
-    async with bench.stage(f"0 Stream of {target:,} events (once)", (target - have) / 400) as say:
-        say("products")
-        products = await create_products(bench.http, bench.admin, "stream", 1000, 1_000_000_000)
-        env = {
-            "BENCH_TOKENS": str(write_lines(bench.files / "stream-tokens.txt", tokens)),
-            "BENCH_PRODUCTS": str(write_lines(bench.files / "stream-products.txt", products)),
-            "BENCH_ITEMS": "3",
-        }
-        stop = asyncio.Event()
-        started = time.monotonic()
-        load = asyncio.create_task(
-            run_wrk("stream", bench.addresses.gateway, "orders.lua", env, 24 * 3600, bench.plan.connections, stop=stop)
-        )
-        while (position := await bench.last_position()) < target and not load.done():
-            say(f"{position:,} events")
-            await asyncio.sleep(2)
-        stop.set()
-        result = await load
-        placed = time.monotonic() - started
-        say("projections catching up")
-        await bench.sync.caught_up(await bench.last_position(), 3 * 3600)
+    task = bench.progress.add_task(f"0 Stream of {target:,} events (once)", total=target, completed=have)
+    products = await create_products(bench.http, bench.admin, "stream", 1000, 1_000_000_000)
+    env = {
+        "BENCH_TOKENS": str(write_lines(bench.files / "stream-tokens.txt", tokens)),
+        "BENCH_PRODUCTS": str(write_lines(bench.files / "stream-products.txt", products)),
+        "BENCH_ITEMS": "3",
+    }
+    stop = asyncio.Event()
+    started = time.monotonic()
+    load = asyncio.create_task(
+        run_wrk("stream", bench.addresses.gateway, "orders.lua", env, 24 * 3600, bench.plan.connections, stop=stop)
+    )
+    while (position := await bench.last_position()) < target and not load.done():
+        bench.progress.update(task, completed=position)
+        await asyncio.sleep(2)
+    stop.set()
+    result = await load
+    placed = time.monotonic() - started
+    bench.progress.update(task, completed=target, description="0 Stream: projections catching up")
+    await bench.sync.caught_up(await bench.last_position(), 3 * 3600)
     record = {
         "events": await bench.last_position(),
         "orders": result.statuses.get("201", 0),
