@@ -127,23 +127,21 @@ def stream_record(run_dir: Path) -> dict[str, object] | None:
 
 async def run(bench: Bench) -> dict[str, object]:
     plan = bench.plan
-    async with bench.stage("3 Rebuild", 3 * (plan.rebuild_limit + 10) + 60) as say:
+    async with bench.stage("3 Rebuild", 3 * (plan.rebuild_limit + 10) + 3 * plan.probe_limit) as say:
         say("bare JetStream consumer")
-        bare, read = await bare_consumer(bench.nc, plan.rebuild_limit)
+        bare, read = await bare_consumer(bench.nc, plan.probe_limit)
         events = [(seq, stream_event_decoder.decode(data)) for seq, data in read]
         del read
         only_events = [event for _, event in events]
         results: dict[str, object] = {"stream_events": bare["stream_events"], "bare_consumer": bare}
         say("raw _bulk of the product documents")
         results["raw_bulk_products"] = await raw_bulk(
-            bench.opensearch, "products", "product", only_events, plan.rebuild_limit
+            bench.opensearch, "products", "product", only_events, plan.probe_limit
         )
         say("raw _bulk of the order documents")
-        results["raw_bulk_orders"] = await raw_bulk(
-            bench.opensearch, "orders", "order", only_events, plan.rebuild_limit
-        )
+        results["raw_bulk_orders"] = await raw_bulk(bench.opensearch, "orders", "order", only_events, plan.probe_limit)
         say("raw Redis counters")
-        results["raw_redis"] = await raw_redis(bench.redis, events, plan.rebuild_limit)
+        results["raw_redis"] = await raw_redis(bench.redis, events, plan.probe_limit)
         del events, only_events
         for projector in ("analytics", "catalog", "order-list"):
             say(f"rebuild {projector}")
