@@ -37,25 +37,11 @@ def top_entries(collapsed: str, count: int) -> tuple[int, list[tuple[str, int]],
 
 
 def record(pid: int, seconds: float) -> str:
+    py_spy = Path(sys.executable).parent / "py-spy"  # installed with the dev dependencies
     with tempfile.NamedTemporaryFile(suffix=".txt") as out:
+        options = ["--nonblocking", "--rate", "100", "--duration", str(int(seconds)), "--format", "raw"]
         subprocess.run(
-            [
-                "py-spy",
-                "record",
-                "--nonblocking",
-                "-r",
-                "100",
-                "-d",
-                str(int(seconds)),
-                "-p",
-                str(pid),
-                "-f",
-                "raw",
-                "-o",
-                out.name,
-            ],
-            check=True,
-            capture_output=True,
+            [py_spy, "record", *options, "--pid", str(pid), "--output", out.name], check=True, capture_output=True
         )
         return Path(out.name).read_text()
 
