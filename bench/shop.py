@@ -82,6 +82,7 @@ class SyncFollower:
         self.times: dict[str, list[float]] = {p: [] for p in PROJECTIONS}
         self._task: asyncio.Task | None = None
         self._changed = asyncio.Event()
+        self.malformed: list[str] = []  # data lines that were not JSON
 
     async def __aenter__(self) -> "SyncFollower":
         self._task = asyncio.create_task(self._follow())
@@ -94,14 +95,24 @@ class SyncFollower:
 
     async def _follow(self) -> None:
         async with self._http.stream("GET", "/v1/sync", headers=self._headers, timeout=None) as stream:
-            async for line in stream.aiter_lines():
-                if line.startswith("data:"):
-                    announced = msgspec.json.decode(line.removeprefix("data:").strip())
-                    name = announced["projector"]
-                    if name in self.positions:
-                        self.positions[name].append(announced["position"])
-                        self.times[name].append(time.monotonic())
-                        self._changed.set()
+            rest = b""
+            async for chunk in stream.aiter_bytes():
+                *lines, rest = (rest + chunk).split(b"\n")
+                for line in lines:
+                    if line.startswith(b"data:"):
+                        self._announced(line.removeprefix(b"data:").strip())
+
+    def _announced(self, data: bytes) -> None:
+        try:
+            announced = msgspec.json.decode(data)
+        except msgspec.DecodeError:  # seen once in a long run; the next announcement covers it
+            self.malformed.append(data.decode(errors="replace"))
+            return
+        name = announced["projector"]
+        if name in self.positions:
+            self.positions[name].append(announced["position"])
+            self.times[name].append(time.monotonic())
+            self._changed.set()
 
     def position(self, projection: str) -> int:
         return self.positions[projection][-1] if self.positions[projection] else -1
