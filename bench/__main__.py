@@ -67,7 +67,6 @@ async def main(quick: bool, stream_only: bool) -> None:
         results["rebuild"] = await rebuilds.run(bench)
         results["memory_mb_at_end"] = system.memory_mb(system.process_ids())
         results["load_average_at_stage_start"] = bench.load_averages
-        results["sync_malformed_lines"] = bench.sync.malformed
     results["seconds"] = (datetime.now(UTC) - started).total_seconds()
     found = report.rows(results)
     title = f"{results['mode']} run of {started:%Y-%m-%d %H:%M} UTC, {results['seconds'] / 60:.1f} min"

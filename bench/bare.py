@@ -26,5 +26,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     with open(args.bodies) as file:
         bodies = {name: body.encode() for name, body in json.load(file).items()}
-    config = uvicorn.Config(create_app(bodies), host="127.0.0.1", port=args.port, log_config=None, access_log=False)
+    config = uvicorn.Config(
+        create_app(bodies), host="127.0.0.1", port=args.port, log_config=None, log_level="warning", access_log=False
+    )
     asyncio.run(uvicorn.Server(config).serve())

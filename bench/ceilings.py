@@ -7,8 +7,9 @@ code is left out. Each probe is measured in the same run as the figure it stands
   (like public.events including all)`), then a JetStream publish of each event's envelope (same
   size) with `Nats-Msg-Id`, awaiting the ack; as many commands in flight as wrk has connections,
   through a pool as large as the command-service's. No locks, no aggregate loading, no relay.
-- `bare_consumer` (beside every rebuild): the projectors' consume loop without decode and apply:
-  a durable pull consumer on EVENTS from the start, fetch 100, ack each, flush.
+- `bare_consumer` (beside every rebuild): the least a durable consumer must do to read the stream
+  and record its progress: a pull consumer on EVENTS from the start, fetch 100, acknowledge the
+  last of each batch (AckPolicy.ALL acknowledges everything up to it).
 - `raw_bulk` (beside the OpenSearch rebuilds): one `_bulk` index action per event the projection
   writes, carrying the document the live read model holds now for that aggregate at the event's
   version (external versioning), 500 actions a request, one request at a time, into a scratch
@@ -148,7 +149,7 @@ async def bare_consumer(nc: NATS, limit: float) -> tuple[dict[str, object], list
     config = ConsumerConfig(
         durable_name=name,
         deliver_policy=DeliverPolicy.ALL,
-        ack_policy=AckPolicy.EXPLICIT,
+        ack_policy=AckPolicy.ALL,
         ack_wait=30,
         max_ack_pending=1000,
     )
@@ -164,10 +165,8 @@ async def bare_consumer(nc: NATS, limit: float) -> tuple[dict[str, object], list
                 msgs = await sub.fetch(100, timeout=1)
             except TimeoutError:
                 continue
-            for msg in msgs:
-                read.append((msg.metadata.sequence.stream, msg.data))
-                await msg.ack()
-            await nc.flush()
+            read += [(msg.metadata.sequence.stream, msg.data) for msg in msgs]
+            await msgs[-1].ack()
             series.append((time.monotonic() - started, len(read)))
     finally:
         took = time.monotonic() - started

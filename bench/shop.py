@@ -82,7 +82,6 @@ class SyncFollower:
         self.times: dict[str, list[float]] = {p: [] for p in PROJECTIONS}
         self._task: asyncio.Task | None = None
         self._changed = asyncio.Event()
-        self.malformed: list[str] = []  # data lines that were not JSON
 
     async def __aenter__(self) -> "SyncFollower":
         self._task = asyncio.create_task(self._follow())
@@ -103,11 +102,9 @@ class SyncFollower:
                         self._announced(line.removeprefix(b"data:").strip())
 
     def _announced(self, data: bytes) -> None:
-        try:
-            announced = msgspec.json.decode(data)
-        except msgspec.DecodeError:  # seen once in a long run; the next announcement covers it
-            self.malformed.append(data.decode(errors="replace"))
+        if not data:  # the keep-alive comment comes with an empty `data:` line (Litestar's encoding)
             return
+        announced = msgspec.json.decode(data)
         name = announced["projector"]
         if name in self.positions:
             self.positions[name].append(announced["position"])
