@@ -15,11 +15,12 @@ from pathlib import Path
 from bench.system import process_ids
 
 OURS = re.compile(r"\((shop|gateway|command_service|query_service|projector_[a-z_]+)/")
+ENTRY = re.compile(r"^(<module> \(.*__main__\.py|main \(shop/ops\.py|serve \(shop/ops\.py)")  # in every sample
 
 
 def top_entries(collapsed: str, count: int) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
     """(samples, top self, top inclusive of the shop's own functions) from py-spy's raw (collapsed
-    stack) output; the process's entry point and its event loop, in every sample, are left out."""
+    stack) output; the process's entry point, in every sample, is left out."""
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
@@ -32,7 +33,7 @@ def top_entries(collapsed: str, count: int) -> tuple[int, list[tuple[str, int]],
         own[frames[-1]] += n
         for frame in set(frames):
             inclusive[frame] += n
-    ours = [(frame, n) for frame, n in inclusive.most_common() if OURS.search(frame) and n < 0.9 * total]
+    ours = [(frame, n) for frame, n in inclusive.most_common() if OURS.search(frame) and not ENTRY.match(frame)]
     return total, own.most_common(count), ours[:count]
 
 
