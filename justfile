@@ -41,11 +41,12 @@ rebuild projector:
 dlq *args:
     @python -m shop.projection.dlq {{args}}
 
-# how long a write takes to become visible in each read model (starts the system if needed)
-bench writes="1000": up
-    python -W ignore tests/bench/visibility.py --writes {{writes}}
+# every speed figure beside its raw ceiling, with charts in bench/results/ (starts the system if needed); --quick: about a minute
+bench *args: up
+    command -v wrk >/dev/null || deploy/apt-install.sh wrk
+    python -W ignore -m bench {{args}}
 
 # lint and format check
 lint:
-    ruff check libs services tests
-    ruff format --check libs services tests
+    ruff check libs services tests bench
+    ruff format --check libs services tests bench

@@ -20,16 +20,7 @@ die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
 STARTED=()   # what this start launched, so that a failure stops it again
 CURRENT=""   # the part being started, whose log tells why a start failed
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-apt_install() {
-  log "installing Debian packages: $*"
-  if [ ! -f "$RUN_DIR/.apt-updated" ]; then
-    as_root apt-get update -qq >&2
-    touch "$RUN_DIR/.apt-updated"
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
-}
+apt_install() { RUN_DIR=$RUN_DIR "$ROOT/deploy/apt-install.sh" "$@"; }
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
