@@ -34,7 +34,8 @@ class Addresses(msgspec.Struct, kw_only=True):
 
 
 def token(secret: str, user_id: str, admin: bool = False) -> str:
-    return jwt.encode({"sub": user_id, "roles": ["admin"] if admin else []}, secret, "HS256")
+    claims = {"sub": user_id, "roles": ["admin"] if admin else [], "exp": int(time.time()) + 24 * 3600}
+    return jwt.encode(claims, secret, "HS256")
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
