@@ -28,7 +28,13 @@ from nats.js.errors import NotFoundError
 
 from shop.contracts.events import DomainEvent, Envelope, decode_data, envelope_decoder
 from shop.messaging import EVENTS_STREAM
-from shop.metrics import EVENTS_DEAD_LETTERED, EVENTS_HANDLED, PROJECTION_LAG, PROJECTION_POSITION
+from shop.metrics import (
+    EVENTS_DEAD_LETTERED,
+    EVENTS_HANDLED,
+    PROJECTION_LAG,
+    PROJECTION_POSITION,
+    PROJECTION_RETRIES,
+)
 
 log = structlog.get_logger()
 
@@ -257,6 +263,7 @@ class Projector:
                 if self._stopping.is_set():
                     return
                 self.failure = f"{type(exc).__name__}: {exc}"[:500]
+                PROJECTION_RETRIES.labels(projector=self.name).inc()
                 log.warning("batch_failed", projector=self.name, error=self.failure, retry_in=self._backoff.delay)
                 await self._unsubscribe()  # start again from the checkpoint
                 await self._update_lag()
