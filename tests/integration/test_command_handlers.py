@@ -5,7 +5,6 @@ import uuid
 import msgspec
 import pytest
 
-from command_service.adapters.database import create_pool, migrate
 from command_service.adapters.event_store import EventStore, Session
 from command_service.adapters.relay import OutboxRelay
 from command_service.handlers import CommandHandlers
@@ -15,14 +14,6 @@ from shop.contracts.events import ProductRestocked
 from shop.errors import ConcurrencyError
 
 ADMIN = CommandMeta(actor=Actor(user_id="a1", roles=("admin",)), correlation_id="c1")
-
-
-@pytest.fixture
-async def pool(database_url):
-    pool = await create_pool(database_url, 5)
-    await migrate(pool)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture

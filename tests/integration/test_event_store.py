@@ -5,22 +5,12 @@ import asyncio
 import msgspec
 import pytest
 
-from command_service.adapters.database import create_pool, migrate
 from command_service.adapters.event_store import EventStore
 from shop.contracts.events import ProductStockDecreased
 from shop.errors import ConcurrencyError
 from tests.envelopes import envelope
 
 DECREASED = ProductStockDecreased(quantity=1, order_id="o")
-
-
-@pytest.fixture
-async def pool(database_url):
-    pool = await create_pool(database_url, 5)
-    await migrate(pool)
-    await migrate(pool)  # a second start migrates nothing and fails nothing
-    yield pool
-    await pool.close()
 
 
 async def test_appended_events_load_in_version_order_with_an_outbox_row_each(pool):

@@ -5,10 +5,8 @@ import asyncio
 
 import pytest
 
-from command_service.adapters.database import create_pool, migrate
 from command_service.adapters.event_store import EventStore
 from command_service.adapters.relay import OutboxRelay
-from shop import messaging
 from shop.contracts.events import ProductRestocked
 from shop.metrics import OUTBOX_OLDEST_AGE
 from tests.envelopes import envelope
@@ -25,22 +23,6 @@ class FailingJetStream:
         if self.attempts > self.fail_after:
             raise ConnectionError("stream away")
         return await self._js.publish(*args, **kwargs)
-
-
-@pytest.fixture
-async def pool(database_url):
-    pool = await create_pool(database_url, 5)
-    await migrate(pool)
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-async def js(nats_url):
-    nc = await messaging.connect(nats_url, "test-relay")
-    await messaging.ensure_streams(nc)
-    yield nc.jetstream()
-    await nc.close()
 
 
 async def append_restocks(pool, stream_id: str, count: int) -> list[int]:

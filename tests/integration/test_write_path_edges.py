@@ -13,7 +13,6 @@ from command_service.adapters.database import create_pool, migrate
 from command_service.adapters.event_store import EventStore
 from command_service.adapters.relay import OutboxRelay
 from command_service.handlers import CommandHandlers
-from shop import messaging
 from shop.contracts.commands import (
     Actor,
     ChangePrice,
@@ -38,22 +37,6 @@ def request(command, actor: Actor = ADMIN, key: str | None = None, deadline: flo
         deadline=datetime.now(UTC) + timedelta(seconds=deadline),
     )
     return CommandRequest(meta=meta, command=command)
-
-
-@pytest.fixture
-async def pool(database_url):
-    pool = await create_pool(database_url, 40)
-    await migrate(pool)
-    yield pool
-    await pool.close()
-
-
-@pytest.fixture
-async def js(nats_url):
-    nc = await messaging.connect(nats_url, "test-write-path")
-    await messaging.ensure_streams(nc)
-    yield nc.jetstream()
-    await nc.close()
 
 
 def handlers_with(pool, relay: OutboxRelay, publish_wait: float = 5) -> CommandHandlers:
