@@ -7,16 +7,10 @@ import resource
 import subprocess
 from pathlib import Path
 
+from shop.ops import PROCESSES
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DIR = Path(os.environ.get("RUN_DIR", ROOT / ".run"))
-SERVICES = (
-    "gateway",
-    "command-service",
-    "query-service",
-    "projector-order-list",
-    "projector-analytics",
-    "projector-catalog",
-)
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -29,7 +23,7 @@ def _first_line(path: Path) -> int | None:
 
 def process_ids() -> dict[str, int]:
     """name -> pid of each of the six processes and each infrastructure daemon."""
-    files = {name: RUN_DIR / "pids" / f"{name}.pid" for name in SERVICES}
+    files = {name: RUN_DIR / "pids" / f"{name}.pid" for name in PROCESSES}
     files |= {
         "nats": RUN_DIR / "nats" / "nats.pid",
         "postgres": RUN_DIR / "postgres" / "postmaster.pid",

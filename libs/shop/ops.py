@@ -17,6 +17,14 @@ from shop.settings import CommonSettings, load_settings
 log = structlog.get_logger()
 
 S = TypeVar("S", bound=CommonSettings)
+PROCESSES = (  # as deploy/services.sh starts them
+    "gateway",
+    "command-service",
+    "query-service",
+    "projector-order-list",
+    "projector-analytics",
+    "projector-catalog",
+)
 Check = Callable[[], Awaitable[object]]
 
 

@@ -20,18 +20,11 @@ import pytest
 from opensearchpy import AsyncOpenSearch
 from redis.asyncio import Redis
 
+from shop.ops import PROCESSES
 from shop.read_models import PROJECTORS
 from tests.conftest import OPENSEARCH_URL, REDIS_URL, free_port, new_database
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = (
-    "gateway",
-    "command-service",
-    "query-service",
-    "projector-order-list",
-    "projector-analytics",
-    "projector-catalog",
-)
 JWT_SECRET = "e2e-secret-that-is-long-enough-for-hs256"
 
 
@@ -88,7 +81,7 @@ class System:
 async def running_system(run_dir: Path, nats_url: str, **settings: str) -> AsyncIterator[System]:
     """The six processes against their own database, key and index prefixes; `settings` override the
     environment they are started with (e.g. OPENSEARCH_URL through a proxy)."""
-    ports = {name: free_port() for name in SERVICES}
+    ports = {name: free_port() for name in PROCESSES}
     prefix = f"e2e-{uuid.uuid4().hex[:8]}-"
     redis = Redis.from_url(REDIS_URL)
     async with new_database() as database_url:

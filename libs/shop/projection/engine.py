@@ -328,12 +328,10 @@ class Projector:
                     failed[seq] = f"undecodable event: {type(exc).__name__}: {exc}"
             rejected = await self._store.write(events, None) if events else {}
             failed.update(rejected)
-            still_parked = {e.envelope.stream_id for e in events if e.seq in rejected}
-            parked = {
-                aggregate: seq
-                for aggregate, seq in self.checkpoint.parked.items()
-                if aggregate in still_parked or aggregate not in {e.envelope.stream_id for e in events}
+            applied = {e.envelope.stream_id for e in events} - {
+                e.envelope.stream_id for e in events if e.seq in rejected
             }
+            parked = {aggregate: seq for aggregate, seq in self.checkpoint.parked.items() if aggregate not in applied}
             checkpoint = Checkpoint(position=self.position, parked=parked)
             await self._store.commit(checkpoint)
             self.checkpoint = checkpoint

@@ -48,12 +48,6 @@ end
 return cjson.encode(rejected)
 """
 
-COMMIT = """
-if tonumber(ARGV[1]) >= tonumber(redis.call('HGET', KEYS[1], 'position') or '0') then
-  redis.call('HSET', KEYS[1], 'position', ARGV[1], 'parked', ARGV[2])
-end
-"""
-
 # KEYS: pointer, generation counter. The first generation, unless there is an active one.
 ENSURE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
@@ -84,7 +78,7 @@ class AnalyticsStore:
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis, self.name = redis, prefix
-        self._apply, self._commit = redis.register_script(APPLY), redis.register_script(COMMIT)
+        self._apply = redis.register_script(APPLY)
 
     async def checkpoint(self) -> Checkpoint:
         position, parked = await self._redis.hmget(analytics_checkpoint(self.name), "position", "parked")
@@ -111,9 +105,7 @@ class AnalyticsStore:
         return rejected
 
     async def commit(self, checkpoint: Checkpoint) -> None:
-        await self._commit(
-            keys=[analytics_checkpoint(self.name)], args=[checkpoint.position, msgspec.json.encode(checkpoint.parked)]
-        )
+        await self.write([], checkpoint)  # no changes, only the checkpoint
 
     async def refresh(self) -> None:
         """Every script call is visible once it returns."""
