@@ -186,7 +186,12 @@ class Rebuild:
 
     async def _replay_and_switch(self, state: RebuildState) -> None:
         status = self.status
-        store = await self._read_model.generation(state.generation)
+        creating = asyncio.ensure_future(self._read_model.generation(state.generation))
+        try:
+            store = await asyncio.shield(creating)
+        except asyncio.CancelledError:  # a cancelled HTTP call may still make the index: let it finish first,
+            await creating  # so that whoever cancelled (DELETE /rebuild) deletes a generation that exists
+            raise
         parked = frozenset(letter.stream_seq for letter in await dead_letters(self._js, self._name))
         replay = Projector(
             self._nc,
