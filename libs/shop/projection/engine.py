@@ -35,6 +35,7 @@ from shop.metrics import (
     PROJECTION_POSITION,
     PROJECTION_RETRIES,
 )
+from shop.projection.pull import Pull
 
 log = structlog.get_logger()
 
@@ -138,8 +139,7 @@ class Projector:
         self.searchable = 0
         self.failure: str | None = None  # the transient failure the loop is retrying, if any
         self._lock = asyncio.Lock()  # held while a batch is written; hold() takes it between batches
-        self._sub = None
-        self._prefetch: asyncio.Task | None = None  # the next batch, fetched while one is written
+        self._pull: Pull | None = None
         self._next_consumer_seq = 1
         self._stopping = asyncio.Event()
         self._unrefreshed = asyncio.Event()
@@ -216,47 +216,37 @@ class Projector:
             filter_subject="evt.>",
         )
         await self._js.add_consumer(EVENTS_STREAM, config)
-        self._sub = await self._js.pull_subscribe_bind(durable=self.name, stream=EVENTS_STREAM)
+        self._pull = Pull(self._nc, EVENTS_STREAM, self.name, self._batch)
+        await self._pull.start()
         self._next_consumer_seq = 1
         PROJECTION_POSITION.labels(projector=self.name).set(self.position)
         log.info("subscribed", projector=self.name, store=self._store.name, position=self.position)
 
     async def _unsubscribe(self) -> None:
-        if self._prefetch is not None:
-            self._prefetch.cancel()
-            with contextlib.suppress(BaseException):
-                await self._prefetch
-            self._prefetch = None
-        sub, self._sub = self._sub, None
-        if sub is not None:
+        pull, self._pull = self._pull, None
+        if pull is not None:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await pull.stop()
 
     async def _run(self) -> None:
         await self._announce_position()
         idle = 0
         while not self._stopping.is_set():
             try:
-                if self._sub is None:
+                if self._pull is None:
                     await self._subscribe()
                     await self._announce_position()
-                sub = self._sub
-                fetching = self._prefetch or asyncio.create_task(sub.fetch(self._batch, timeout=1))
-                self._prefetch = None
-                try:
-                    msgs = await fetching
-                except TimeoutError:  # nothing new (nats-py raises its own and asyncio's)
+                pull = self._pull
+                # the next batch is on its way while this one is written (no acks: a batch dropped with
+                # its subscription is fetched again from the checkpoint)
+                msgs = await pull.take(self._batch, timeout=1)
+                if not msgs:
                     idle += 1
-                    if idle % 2 == 0:  # a deleted consumer only shows as silence
+                    if idle % 2 == 0:  # a deleted consumer may only show as silence
                         await self._js.consumer_info(EVENTS_STREAM, self.name)
                     continue
-                if not msgs:
-                    continue
                 idle = 0
-                # the next batch is fetched while this one is written (no acks: a batch dropped with its
-                # subscription is fetched again from the checkpoint)
-                self._prefetch = asyncio.create_task(sub.fetch(self._batch, timeout=1))
-                await self._handle(sub, msgs)
+                await self._handle(pull, msgs)
                 self.failure = None
                 self._backoff.reset()
             except Exception as exc:
@@ -269,9 +259,9 @@ class Projector:
                 await self._update_lag()
                 await self._backoff.sleep()
 
-    async def _handle(self, sub: object, msgs: list[Msg]) -> None:
+    async def _handle(self, pull: "Pull", msgs: list[Msg]) -> None:
         async with self._lock:
-            if sub is not self._sub:  # switched to another store meanwhile: these belong to the old one
+            if pull is not self._pull:  # switched to another store meanwhile: these belong to the old one
                 return
             events, letters, parked = [], [], dict(self.checkpoint.parked)
             for msg in msgs:

@@ -1,0 +1,94 @@
+"""Reads a pull consumer without nats-py's `fetch`, which waits on each message with its own timeout
+(about 10,000 messages/s here). Pull requests go out with their own reply subjects, the messages land
+in a callback that only appends them, and the reader takes what has arrived: about four times as
+fast, and the next batch is always on its way while one is written."""
+
+import asyncio
+import itertools
+import time
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import Header
+
+GONE = {"Consumer Deleted", "Consumer is push based"}  # 409s after which no request can succeed
+
+
+class ConsumerGone(Exception):
+    """The consumer was deleted under the reader."""
+
+
+class Request(msgspec.Struct):
+    left: int  # messages this request may still bring
+    expires_at: float
+
+
+class Pull:
+    """Keeps `batch`-sized pull requests in flight while fewer than `window` messages are held or on
+    their way, so a slow reader bounds what is buffered."""
+
+    def __init__(self, nc: NATS, stream: str, consumer: str, batch: int, expires: float = 2.0) -> None:
+        self._nc, self._batch, self._expires = nc, batch, expires
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._window = 2 * batch
+        self._inbox = nc.new_inbox()
+        self._ids = itertools.count()
+        self._requests: dict[str, Request] = {}
+        self._held: list[Msg] = []
+        self._arrived = asyncio.Event()
+        self._gone: str | None = None
+        self._sub = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._received)
+        await self._top_up()
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+
+    async def take(self, most: int, timeout: float) -> list[Msg]:
+        """What has arrived, up to `most` messages; waits up to `timeout` for the first. [] if none."""
+        if not self._held and not self._gone:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), timeout)
+            except TimeoutError:
+                self._forget_expired()
+        if self._gone:
+            raise ConsumerGone(self._gone)
+        taken, self._held = self._held[:most], self._held[most:]
+        await self._top_up()
+        return taken
+
+    async def _received(self, msg: Msg) -> None:
+        status = msg.headers.get(Header.STATUS) if msg.headers and not msg.data else None
+        if status is None:  # an event: it carries its own subject, and the server fills the oldest request first
+            self._held.append(msg)
+            oldest = next(iter(self._requests), None)
+            if oldest is not None:
+                self._requests[oldest].left -= 1
+                if self._requests[oldest].left <= 0:
+                    del self._requests[oldest]
+        elif status == "100":  # a heartbeat
+            return
+        else:  # the request at this reply subject is over: expired (408), nothing there (404) or refused (409)
+            self._requests.pop(msg.subject, None)
+            if status == "409" and msg.headers.get(Header.DESCRIPTION) in GONE:
+                self._gone = f"409 {msg.headers.get(Header.DESCRIPTION)}"
+        self._arrived.set()
+
+    def _forget_expired(self) -> None:
+        """Requests a NATS restart lost answer nothing: past their expiry (and a grace) they are dropped."""
+        now = time.monotonic()
+        for subject, request in list(self._requests.items()):
+            if now > request.expires_at + 1:
+                del self._requests[subject]
+
+    async def _top_up(self) -> None:
+        while len(self._held) + sum(r.left for r in self._requests.values()) + self._batch <= self._window:
+            subject = f"{self._inbox}.{next(self._ids)}"
+            self._requests[subject] = Request(self._batch, time.monotonic() + self._expires)
+            body = msgspec.json.encode({"batch": self._batch, "expires": int(self._expires * 1e9)})
+            await self._nc.publish(self._next, body, reply=subject)
