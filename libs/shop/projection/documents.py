@@ -6,6 +6,7 @@ A batch costs one realtime `_mget` (for documents not in the writer's cache) and
 each generation's checkpoint is a document in the `<prefix>projections` index, written after its
 batch with the position as external version, so it never moves back."""
 
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ import msgspec
 from litestar import Litestar
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import NotFoundError
+from opensearchpy.serializer import JSONSerializer
 
 from shop.contracts.events import DomainEvent, Envelope
 from shop.projection.app import projector_app
@@ -27,12 +29,24 @@ Document = dict[str, Any]
 DocumentFunction = Callable[[Document | None, Envelope, DomainEvent], Document | None]
 
 KNOWN_IDS = 2_000_000  # ids a writer remembers (~200 MB) before it asks the index instead
-REPLAY_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0}}
+# a replay writes without refreshes, replicas or an fsync per _bulk; its checkpoint is stored only after a flush
+REPLAY_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0, "translog.durability": "async"}}
+REPLAY_FLUSH_SECONDS = 5.0
 STATE_MAPPING = {"mappings": {"dynamic": False, "properties": {"position": {"type": "long"}}}}
 
 
+class JSON(JSONSerializer):
+    """msgspec instead of the standard library: a _bulk answer holds an item per document."""
+
+    def loads(self, s: str | bytes) -> Any:
+        return msgspec.json.decode(s)
+
+    def dumps(self, data: Any) -> str | bytes:
+        return data if isinstance(data, str | bytes) else msgspec.json.encode(data).decode()
+
+
 def open_client(url: str) -> AsyncOpenSearch:
-    return AsyncOpenSearch(hosts=[url], timeout=10, max_retries=0)
+    return AsyncOpenSearch(hosts=[url], timeout=10, max_retries=0, serializer=JSON())
 
 
 class TransientBulkFailure(Exception):
@@ -43,6 +57,9 @@ class DocumentStore:
     """One index generation, written by one projector at a time."""
 
     refreshes = True
+    # a generation being replayed (REPLAY_SETTINGS): a _bulk is not durable by itself, so the checkpoint is
+    # stored only after a flush (every REPLAY_FLUSH_SECONDS, and before any commit)
+    replaying = False
 
     def __init__(
         self,
@@ -55,6 +72,7 @@ class DocumentStore:
     ) -> None:
         self._client, self.name, self._state_index = client, index, state_index
         self._stream_type, self._document = stream_type, document
+        self.events = f"evt.{stream_type}.>"
         self._cache: OrderedDict[str, tuple[Document | None, int]] = OrderedDict()
         self._cache_size = cache_size
         # the id of every document in the index, while this writer knows them all (it started on an empty
@@ -62,6 +80,7 @@ class DocumentStore:
         self._known: set[str] | None = None
         # the checkpoint of a batch whose documents are written, to go with the next _bulk or refresh
         self._pending: Checkpoint | None = None
+        self._flushed_at = time.monotonic()
 
     async def checkpoint(self) -> Checkpoint:
         await self._write_pending()
@@ -76,6 +95,9 @@ class DocumentStore:
 
     async def commit(self, checkpoint: Checkpoint) -> None:
         self._pending = None
+        if self.replaying:  # what the checkpoint covers must be durable first
+            await self._client.indices.flush(index=self.name)
+            self._flushed_at = time.monotonic()
         action, body = self._checkpoint_lines(checkpoint)
         await self._client.index(index=self._state_index, id=self.name, body=body, ignore=409, **action)
 
@@ -103,6 +125,8 @@ class DocumentStore:
             raise
         if checkpoint is not None and not rejected:
             self._pending = checkpoint  # written with the next _bulk, or by the next refresh
+            if self.replaying and time.monotonic() - self._flushed_at > REPLAY_FLUSH_SECONDS:
+                await self._write_pending()
         return rejected
 
     async def _write(self, events: list[Event]) -> dict[int, str]:
@@ -155,7 +179,7 @@ class DocumentStore:
         self, states: dict[str, tuple[Document | None, int]], covers: dict[str, list[int]]
     ) -> dict[int, str]:
         lines: list[dict] = []
-        included = self._pending  # the last batch's checkpoint: its documents are written
+        included = None if self.replaying else self._pending  # the last batch's checkpoint: its documents are written
         if included is not None:
             action, body = self._checkpoint_lines(included)
             lines += [{"index": {"_index": self._state_index, "_id": self.name, **action}}, body]
@@ -166,7 +190,7 @@ class DocumentStore:
             )
             lines.append(doc)
         body = b"\n".join(msgspec.json.encode(line) for line in lines) + b"\n"
-        answer = await self._client.bulk(body=body)
+        answer = await self._client.bulk(body=body, filter_path="items.*.status,items.*.error")
         items = answer["items"]
         if included is not None:
             written = items[0]["index"].get("status", 500) in (200, 201, 409)  # 409: a later one is there
@@ -257,14 +281,23 @@ class DocumentReadModel:
         if not await self._client.indices.exists(index=name):
             body = {**self._mapping, "settings": {**self._mapping.get("settings", {}), **REPLAY_SETTINGS["index"]}}
             await self._client.indices.create(index=name, body=body)
-        return self._store(name)
+        store = self._store(name)
+        store.replaying = True
+        return store
 
     async def prepare(self, store: DocumentStore) -> None:
-        """Ready a replayed generation for readers: the mapping's settings back, everything searchable."""
+        """Ready a replayed generation for readers: the mapping's settings back, everything searchable and durable
+        (called while the replay is held, so that no _bulk straddles the change)."""
         settings = self._mapping.get("settings", {})
-        restore = {"refresh_interval": None, "number_of_replicas": settings.get("number_of_replicas", 1)}
+        restore = {
+            "refresh_interval": None,
+            "number_of_replicas": settings.get("number_of_replicas", 1),
+            "translog.durability": None,
+        }
         await self._client.indices.put_settings(index=store.name, body={"index": restore})
         await self._client.indices.refresh(index=store.name)
+        await self._client.indices.flush(index=store.name)  # what was written is durable, and from here each _bulk
+        store.replaying = False
 
     async def activate(self, store: DocumentStore) -> None:
         """Point the alias at `store`'s generation, in one step."""

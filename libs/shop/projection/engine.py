@@ -15,13 +15,13 @@
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import NamedTuple, Protocol
 
 import msgspec
 import structlog
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -35,7 +35,7 @@ from shop.metrics import (
     PROJECTION_POSITION,
     PROJECTION_RETRIES,
 )
-from shop.projection.pull import Pull
+from shop.projection.pull import Delivery, Pull
 
 log = structlog.get_logger()
 
@@ -56,6 +56,7 @@ class Store(Protocol):
 
     name: str  # the generation: an index name, a key prefix
     refreshes: bool  # writes become searchable only after refresh()
+    events: str  # the subjects of the events it reads (`evt.order.>`): the others pass undecoded
 
     async def checkpoint(self) -> Checkpoint: ...
 
@@ -124,6 +125,7 @@ class Projector:
         announce: bool = True,
         skip_letters: frozenset[int] = frozenset(),  # stream sequences already in the DLQ: not published again
         refresh: bool = True,  # make writes searchable as they come (a replay is refreshed once, at the switch)
+        filtered: bool = False,  # the consumer brings only the store's events: see caught_up()
         batch: int = 500,
         refresh_interval: float = 0.05,
         retry_first: float = 0.1,
@@ -133,6 +135,8 @@ class Projector:
         self.name, self._store = name, store
         self._projector = dead_letters or name
         self._announce, self._skip_letters, self._refresh = announce, skip_letters, refresh
+        self._filtered = filtered
+        self._left = 0  # what the consumer had left for it after the last batch
         self._batch, self._refresh_interval = batch, refresh_interval
         self._backoff = Backoff(retry_first, retry_cap)
         self.checkpoint = Checkpoint()
@@ -213,7 +217,7 @@ class Projector:
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self.position + 1,
             ack_policy=AckPolicy.NONE,
-            filter_subject="evt.>",
+            filter_subject=self._store.events if self._filtered else "evt.>",
         )
         await self._js.add_consumer(EVENTS_STREAM, config)
         self._pull = Pull(self._nc, EVENTS_STREAM, self.name, self._batch)
@@ -259,19 +263,21 @@ class Projector:
                 await self._update_lag()
                 await self._backoff.sleep()
 
-    async def _handle(self, pull: "Pull", msgs: list[Msg]) -> None:
+    async def _handle(self, pull: Pull, msgs: list[Delivery]) -> None:
         async with self._lock:
             if pull is not self._pull:  # switched to another store meanwhile: these belong to the old one
                 return
             events, letters, parked = [], [], dict(self.checkpoint.parked)
+            mine = self._store.events.removesuffix(">")
             for msg in msgs:
-                meta = msg.metadata
-                if meta.sequence.consumer != self._next_consumer_seq:
+                if msg.consumer_seq != self._next_consumer_seq:
                     raise RuntimeError(
-                        f"consumer sequence jumped from {self._next_consumer_seq - 1} to {meta.sequence.consumer}"
+                        f"consumer sequence jumped from {self._next_consumer_seq - 1} to {msg.consumer_seq}"
                     )
                 self._next_consumer_seq += 1
-                seq = meta.sequence.stream
+                if not msg.subject.startswith(mine):
+                    continue
+                seq = msg.stream_seq
                 try:
                     envelope = envelope_decoder.decode(msg.data)
                     event = decode_data(envelope)
@@ -282,16 +288,19 @@ class Projector:
                     letters.append(Letter(seq, msg.data, f"parked behind #{parked[envelope.stream_id]}"))
                     continue
                 events.append((Event(seq, envelope, event), msg.data))
-            position = msgs[-1].metadata.sequence.stream
+            position = msgs[-1].stream_seq
             # nothing to dead-letter so far: the store may keep the checkpoint with the batch itself
             clean = None if letters else Checkpoint(position=position, parked=parked)
             rejected = await self._store.write([e for e, _ in events], clean) if events else {}
+            handled: Counter[str] = Counter()
             for event, data in events:
                 if event.seq in rejected:
                     parked.setdefault(event.envelope.stream_id, event.seq)
                     letters.append(Letter(event.seq, data, rejected[event.seq]))
                 else:
-                    EVENTS_HANDLED.labels(projector=self.name, type=event.envelope.type).inc()
+                    handled[event.envelope.type] += 1
+            for event_type, count in handled.items():  # once a type: labels() costs more than an event's decoding
+                EVENTS_HANDLED.labels(projector=self.name, type=event_type).inc(count)
             checkpoint = Checkpoint(position=position, parked=parked)
             if letters:  # the checkpoint passes dead letters only once they are in the DLQ
                 await self._dead_letter(sorted(letters))
@@ -302,8 +311,27 @@ class Projector:
             else:
                 self.searchable = checkpoint.position
         PROJECTION_POSITION.labels(projector=self.name).set(checkpoint.position)
-        PROJECTION_LAG.labels(projector=self.name).set(msgs[-1].metadata.num_pending)
+        self._left = msgs[-1].pending
+        PROJECTION_LAG.labels(projector=self.name).set(self._left)
         await self._announce_position()
+
+    async def caught_up(self, position: int) -> bool:
+        """Whether every event of the store's up to `position` (a stream sequence that exists) is applied or
+        parked; if so the checkpoint says `position`. A filtered consumer never brings the other events, so
+        its position stays at the last event of its own until this is asked: it is, when the consumer has
+        nothing left and everything it delivered has been handled."""
+        if self.position >= position:
+            return True
+        if self._left or self._pull is None or self.failure:
+            return False
+        async with self._lock:
+            info = await self._js.consumer_info(EVENTS_STREAM, self.name)
+            if info.num_pending or info.delivered.consumer_seq != self._next_consumer_seq - 1 or self._pull is None:
+                return False
+            checkpoint = Checkpoint(position=max(position, self.position), parked=self.checkpoint.parked)
+            await self._store.commit(checkpoint)
+            self.checkpoint = checkpoint
+        return True
 
     async def redrive(self, letters: Sequence[tuple[int, bytes]]) -> dict[int, str]:
         """Apply dead letters (stream sequence, data) again, in order, and unpark each aggregate whose

@@ -201,6 +201,7 @@ class Rebuild:
             announce=False,
             skip_letters=parked,
             refresh=False,
+            filtered=True,
             batch=1000,
         )
         await replay.start()
@@ -216,9 +217,10 @@ class Rebuild:
                 status.eta_seconds = (status.target - status.position) / status.rate if status.rate else None
                 if replay.position > 0:
                     await failpoint("rebuild.replaying")
-                if replay.position >= self._live.position:
-                    if not prepared:  # the slow part, while both go on
-                        await self._read_model.prepare(store)
+                if await replay.caught_up(self._live.position):
+                    if not prepared:  # the slow part, while the live projection goes on
+                        async with replay.hold():
+                            await self._read_model.prepare(store)
                         prepared = True
                     if await self._switch(replay, store):
                         return
@@ -231,7 +233,7 @@ class Rebuild:
         and the live projection move to the new generation. False if the replay fell behind again."""
         async with self._live.hold():
             deadline = time.monotonic() + 5
-            while replay.position < self._live.position:
+            while not await replay.caught_up(self._live.position):
                 if time.monotonic() > deadline:
                     return False
                 await asyncio.sleep(0.01)

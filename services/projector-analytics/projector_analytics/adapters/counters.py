@@ -75,6 +75,7 @@ class AnalyticsStore:
     """One generation (key prefix) of the analytics read model."""
 
     refreshes = False
+    events = "evt.>"  # every event: its version is recorded, so that a missing one is noticed
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis, self.name = redis, prefix
