@@ -10,7 +10,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from litestar import Litestar
@@ -47,6 +47,12 @@ class JSON(JSONSerializer):
 
 def open_client(url: str) -> AsyncOpenSearch:
     return AsyncOpenSearch(hosts=[url], timeout=10, max_retries=0, serializer=JSON())
+
+
+class Bulk(NamedTuple):
+    rejected: dict[int, str]  # by the projection's own code
+    covers: dict[str, list[int]]  # aggregate -> the events its new document covers
+    body: bytes  # the _bulk lines of the documents
 
 
 class TransientBulkFailure(Exception):
@@ -115,21 +121,28 @@ class DocumentStore:
                 self._pending = self._pending or pending
                 raise
 
-    async def write(self, events: Sequence[Event], checkpoint: Checkpoint | None) -> dict[int, str]:
-        mine = [e for e in events if e.envelope.stream_type == self._stream_type]
+    async def prepare(self, events: Sequence[Event]) -> Bulk:
         try:
-            rejected = await self._write(mine)
+            return await self._prepare([e for e in events if e.envelope.stream_type == self._stream_type])
         except BaseException:
-            self._cache.clear()  # what reached the index is unknown now
-            self._known = None
+            self._forget_all()
             raise
+
+    async def send(self, prepared: Bulk, checkpoint: Checkpoint | None) -> dict[int, str]:
+        rejected = dict(prepared.rejected)
+        if prepared.covers:
+            try:
+                rejected.update(await self._bulk(prepared))
+            except BaseException:
+                self._forget_all()  # what reached the index is unknown now
+                raise
         if checkpoint is not None and not rejected:
             self._pending = checkpoint  # written with the next _bulk, or by the next refresh
             if self.replaying and time.monotonic() - self._flushed_at > REPLAY_FLUSH_SECONDS:
                 await self._write_pending()
         return rejected
 
-    async def _write(self, events: list[Event]) -> dict[int, str]:
+    async def _prepare(self, events: list[Event]) -> Bulk:
         first: dict[str, int] = {}  # aggregate -> its first version in the batch
         for _, envelope, _ in events:
             first.setdefault(envelope.stream_id, envelope.version)
@@ -161,9 +174,13 @@ class DocumentStore:
                 continue  # nothing to show for this aggregate
             states[aggregate] = ({**(new if new is not None else doc), "version": envelope.version}, envelope.version)
             covers.setdefault(aggregate, []).append(seq)
-        if covers:
-            rejected.update(await self._bulk(states, covers))
-        return rejected
+        lines = []
+        for aggregate in covers:  # remembered now: the next batch is prepared while this one is sent
+            self._remember(aggregate, states[aggregate])
+            doc, version = states[aggregate]
+            action = {"index": {"_index": self.name, "_id": aggregate, "version": version, "version_type": "external"}}
+            lines += [msgspec.json.encode(action), msgspec.json.encode(doc)]
+        return Bulk(rejected, covers, b"\n".join(lines) + b"\n")
 
     async def _load(self, aggregates: set[str]) -> dict[str, tuple[Document | None, int]]:
         states = {a: self._cache[a] for a in aggregates if a in self._cache}
@@ -175,21 +192,13 @@ class DocumentStore:
                     states[doc["_id"]] = (doc["_source"], doc["_version"])
         return states
 
-    async def _bulk(
-        self, states: dict[str, tuple[Document | None, int]], covers: dict[str, list[int]]
-    ) -> dict[int, str]:
-        lines: list[dict] = []
+    async def _bulk(self, prepared: Bulk) -> dict[int, str]:
+        body = prepared.body
         included = None if self.replaying else self._pending  # the last batch's checkpoint: its documents are written
         if included is not None:
-            action, body = self._checkpoint_lines(included)
-            lines += [{"index": {"_index": self._state_index, "_id": self.name, **action}}, body]
-        for aggregate in covers:
-            doc, version = states[aggregate]
-            lines.append(
-                {"index": {"_index": self.name, "_id": aggregate, "version": version, "version_type": "external"}}
-            )
-            lines.append(doc)
-        body = b"\n".join(msgspec.json.encode(line) for line in lines) + b"\n"
+            action, checkpoint = self._checkpoint_lines(included)
+            line = {"index": {"_index": self._state_index, "_id": self.name, **action}}
+            body = msgspec.json.encode(line) + b"\n" + msgspec.json.encode(checkpoint) + b"\n" + body
         answer = await self._client.bulk(body=body, filter_path="items.*.status,items.*.error")
         items = answer["items"]
         if included is not None:
@@ -198,12 +207,12 @@ class DocumentStore:
                 self._pending = None
             items = items[1:]
         rejected, transient = {}, []
-        for aggregate, item in zip(covers, items, strict=True):
+        for aggregate, item in zip(prepared.covers, items, strict=True):
             result = item["index"]
             status = result.get("status", 500)
             if status < 300:
-                self._remember(aggregate, states[aggregate])
-            elif status == 409:  # a later or equal version is there: applied already
+                continue
+            if status == 409:  # a later or equal version is there: applied already
                 self._forget(aggregate)
             elif status == 429 or status >= 500:
                 transient.append(f"{status} {result.get('error', {}).get('type', '')}")
@@ -211,10 +220,14 @@ class DocumentStore:
                 self._forget(aggregate)
                 error = result.get("error", {})
                 why = f"OpenSearch refused the document: {status} {error.get('type')}: {error.get('reason')}"
-                rejected.update(dict.fromkeys(covers[aggregate], why))
+                rejected.update(dict.fromkeys(prepared.covers[aggregate], why))
         if transient:
             raise TransientBulkFailure(f"{len(transient)} items refused, e.g. {transient[0]}")
         return rejected
+
+    def _forget_all(self) -> None:
+        self._cache.clear()
+        self._known = None
 
     def _remember(self, aggregate: str, state: tuple[Document | None, int]) -> None:
         self._cache[aggregate] = state

@@ -51,6 +51,10 @@ class Event(NamedTuple):
     event: DomainEvent
 
 
+class Prepared(Protocol):
+    rejected: dict[int, str]  # {stream sequence: why} of the events the projection's own code refuses
+
+
 class Store(Protocol):
     """One generation of a read model, written by one projector at a time."""
 
@@ -60,12 +64,18 @@ class Store(Protocol):
 
     async def checkpoint(self) -> Checkpoint: ...
 
-    async def write(self, events: Sequence[Event], checkpoint: Checkpoint | None) -> dict[int, str]:
-        """Apply the events in order, idempotently (what is applied already changes nothing), and, if
-        none is rejected, store `checkpoint` with them (in the same step, or later: never before them).
+    async def prepare(self, events: Sequence[Event]) -> "Prepared":
+        """Work out what the events change (the next batch is prepared while this one is sent: what this
+        one changes counts as done for it). Events whose aggregate has an earlier event in `events` that
+        the projection rejects are rejected too. Raises on anything transient."""
+        ...
 
-        Returns the events the projection rejects, as {stream sequence: why}; once an aggregate's
-        event is rejected, its later events in `events` are rejected too. Raises on anything transient."""
+    async def send(self, prepared: "Prepared", checkpoint: Checkpoint | None) -> dict[int, str]:
+        """Apply a prepared batch in order, idempotently (what is applied already changes nothing), and,
+        if none is rejected, store `checkpoint` with it (in the same step, or later: never before it).
+
+        Returns the events rejected, by the projection or by the store, as {stream sequence: why}.
+        Raises on anything transient."""
         ...
 
     async def commit(self, checkpoint: Checkpoint) -> None:
@@ -97,6 +107,21 @@ class Letter(NamedTuple):
     seq: int
     data: bytes
     reason: str
+
+
+class Sending(NamedTuple):
+    """A batch whose writes are on their way to the store."""
+
+    task: asyncio.Task | None  # the store's send(); None when nothing in the batch was for the store
+    events: list[tuple[Event, bytes]]
+    letters: list[Letter]  # found before the store: undecodable, or behind a parked aggregate
+    parked: dict[str, int]
+    position: int
+    left: int  # what the consumer had left after it
+
+
+class Reparked(Exception):
+    """A batch parked an aggregate after the next one was prepared without knowing it."""
 
 
 class Backoff:
@@ -144,6 +169,7 @@ class Projector:
         self.failure: str | None = None  # the transient failure the loop is retrying, if any
         self._lock = asyncio.Lock()  # held while a batch is written; hold() takes it between batches
         self._pull: Pull | None = None
+        self._sending: Sending | None = None  # sent while the next batch is prepared
         self._next_consumer_seq = 1
         self._stopping = asyncio.Event()
         self._unrefreshed = asyncio.Event()
@@ -193,6 +219,7 @@ class Projector:
     async def hold(self) -> AsyncIterator[None]:
         """No batch is written while the context is open."""
         async with self._lock:
+            await self._settle()
             yield
 
     async def switch(self, store: Store) -> None:
@@ -234,6 +261,13 @@ class Projector:
 
     async def _run(self) -> None:
         await self._announce_position()
+        try:
+            await self._consume()
+        finally:
+            async with self._lock:
+                await self._settle()
+
+    async def _consume(self) -> None:
         idle = 0
         while not self._stopping.is_set():
             try:
@@ -243,6 +277,9 @@ class Projector:
                 pull = self._pull
                 # the next batch is on its way while this one is written (no acks: a batch dropped with
                 # its subscription is fetched again from the checkpoint)
+                if self._sending is not None and not pull.holding:  # nothing to prepare meanwhile
+                    async with self._lock:
+                        await self._finish()
                 msgs = await pull.take(self._batch, timeout=1)
                 if not msgs:
                     idle += 1
@@ -253,7 +290,10 @@ class Projector:
                 await self._handle(pull, msgs)
                 self.failure = None
                 self._backoff.reset()
+            except Reparked:
+                await self._unsubscribe()  # the batch prepared meanwhile is read again from the checkpoint
             except Exception as exc:
+                await self._discard()
                 if self._stopping.is_set():
                     return
                 self.failure = f"{type(exc).__name__}: {exc}"[:500]
@@ -264,10 +304,12 @@ class Projector:
                 await self._backoff.sleep()
 
     async def _handle(self, pull: Pull, msgs: list[Delivery]) -> None:
+        """Prepare this batch, finish the one before (sent meanwhile), then send this one."""
         async with self._lock:
             if pull is not self._pull:  # switched to another store meanwhile: these belong to the old one
                 return
-            events, letters, parked = [], [], dict(self.checkpoint.parked)
+            events, letters = [], []
+            parked = dict(self._sending.parked if self._sending else self.checkpoint.parked)
             mine = self._store.events.removesuffix(">")
             for msg in msgs:
                 if msg.consumer_seq != self._next_consumer_seq:
@@ -288,32 +330,66 @@ class Projector:
                     letters.append(Letter(seq, msg.data, f"parked behind #{parked[envelope.stream_id]}"))
                     continue
                 events.append((Event(seq, envelope, event), msg.data))
+            prepared = await self._store.prepare([e for e, _ in events]) if events else None
+            await self._finish()
             position = msgs[-1].stream_seq
             # nothing to dead-letter so far: the store may keep the checkpoint with the batch itself
-            clean = None if letters else Checkpoint(position=position, parked=parked)
-            rejected = await self._store.write([e for e, _ in events], clean) if events else {}
-            handled: Counter[str] = Counter()
-            for event, data in events:
-                if event.seq in rejected:
-                    parked.setdefault(event.envelope.stream_id, event.seq)
-                    letters.append(Letter(event.seq, data, rejected[event.seq]))
-                else:
-                    handled[event.envelope.type] += 1
-            for event_type, count in handled.items():  # once a type: labels() costs more than an event's decoding
-                EVENTS_HANDLED.labels(projector=self.name, type=event_type).inc(count)
-            checkpoint = Checkpoint(position=position, parked=parked)
-            if letters:  # the checkpoint passes dead letters only once they are in the DLQ
-                await self._dead_letter(sorted(letters))
-                await self._store.commit(checkpoint)
-            self.checkpoint = checkpoint
-            if self._refreshing:
-                self._unrefreshed.set()
+            clean = (
+                None if letters or (prepared and prepared.rejected) else Checkpoint(position=position, parked=parked)
+            )
+            task = asyncio.create_task(self._store.send(prepared, clean)) if prepared else None
+            self._sending = Sending(task, events, letters, parked, position, msgs[-1].pending)
+
+    async def _finish(self) -> None:
+        """Wait for the batch on its way to the store and move the checkpoint past it. Raises Reparked if it
+        parked an aggregate: a batch prepared meanwhile must then be read again."""
+        sending, self._sending = self._sending, None
+        if sending is None:
+            return
+        rejected = await sending.task if sending.task else {}
+        parked, letters = dict(sending.parked), list(sending.letters)
+        handled: Counter[str] = Counter()
+        for event, data in sending.events:
+            if event.seq in rejected:
+                parked.setdefault(event.envelope.stream_id, event.seq)
+                letters.append(Letter(event.seq, data, rejected[event.seq]))
             else:
-                self.searchable = checkpoint.position
+                handled[event.envelope.type] += 1
+        for event_type, count in handled.items():  # once a type: labels() costs more than an event's decoding
+            EVENTS_HANDLED.labels(projector=self.name, type=event_type).inc(count)
+        checkpoint = Checkpoint(position=sending.position, parked=parked)
+        if letters:  # the checkpoint passes dead letters only once they are in the DLQ
+            await self._dead_letter(sorted(letters))
+            await self._store.commit(checkpoint)
+        self.checkpoint = checkpoint
+        if self._refreshing:
+            self._unrefreshed.set()
+        else:
+            self.searchable = checkpoint.position
         PROJECTION_POSITION.labels(projector=self.name).set(checkpoint.position)
-        self._left = msgs[-1].pending
+        self._left = sending.left
         PROJECTION_LAG.labels(projector=self.name).set(self._left)
         await self._announce_position()
+        if len(parked) > len(sending.parked):
+            raise Reparked
+
+    async def _settle(self) -> None:
+        """Finish the batch in flight (with the lock held); if that fails, the loop starts again from the
+        checkpoint."""
+        try:
+            await self._finish()
+        except Reparked:
+            await self._unsubscribe()
+        except Exception as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"[:500]
+            await self._unsubscribe()
+
+    async def _discard(self) -> None:
+        sending, self._sending = self._sending, None
+        if sending is not None and sending.task is not None:
+            sending.task.cancel()
+            with contextlib.suppress(BaseException):
+                await sending.task
 
     async def caught_up(self, position: int) -> bool:
         """Whether every event of the store's up to `position` (a stream sequence that exists) is applied or
@@ -325,6 +401,7 @@ class Projector:
         if self._left or self._pull is None or self.failure:
             return False
         async with self._lock:
+            await self._settle()
             info = await self._js.consumer_info(EVENTS_STREAM, self.name)
             if info.num_pending or info.delivered.consumer_seq != self._next_consumer_seq - 1 or self._pull is None:
                 return False
@@ -337,6 +414,7 @@ class Projector:
         """Apply dead letters (stream sequence, data) again, in order, and unpark each aggregate whose
         letters all applied; returns those rejected again, as {stream sequence: why}."""
         async with self._lock:
+            await self._settle()
             events, failed = [], {}
             for seq, data in letters:
                 try:
@@ -344,7 +422,7 @@ class Projector:
                     events.append(Event(seq, envelope, decode_data(envelope)))
                 except (msgspec.MsgspecError, ValueError) as exc:
                     failed[seq] = f"undecodable event: {type(exc).__name__}: {exc}"
-            rejected = await self._store.write(events, None) if events else {}
+            rejected = await self._store.send(await self._store.prepare(events), None) if events else {}
             failed.update(rejected)
             applied = {e.envelope.stream_id for e in events} - {
                 e.envelope.stream_id for e in events if e.seq in rejected

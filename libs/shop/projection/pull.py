@@ -66,6 +66,11 @@ class Pull:
         if self._sub is not None:
             await self._sub.unsubscribe()
 
+    @property
+    def holding(self) -> bool:
+        """Whether messages have arrived that nobody took yet."""
+        return bool(self._held)
+
     async def take(self, most: int, timeout: float) -> list[Delivery]:
         """What has arrived, up to `most` messages; waits up to `timeout` for the first. [] if none."""
         if not self._held and not self._gone:

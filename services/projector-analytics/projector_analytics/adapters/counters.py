@@ -8,6 +8,7 @@ parked aggregates), all in one atomic step; the checkpoint never moves back. Red
 `appendfsync always`, so a script's reply means its effect is on disk."""
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import msgspec
 from redis.asyncio import Redis
@@ -71,6 +72,11 @@ RELATIVE = AnalyticsKeys("")  # the script puts the generation's prefix in front
 parked_decoder = msgspec.json.Decoder(dict[str, int])
 
 
+class Changes(NamedTuple):
+    rejected: dict[int, str]  # by the projection's own code
+    batch: bytes  # [[seq, aggregate, version, [command, ...]], ...] for the script, b"" for none
+
+
 class AnalyticsStore:
     """One generation (key prefix) of the analytics read model."""
 
@@ -85,7 +91,7 @@ class AnalyticsStore:
         position, parked = await self._redis.hmget(analytics_checkpoint(self.name), "position", "parked")
         return Checkpoint(position=int(position or 0), parked=parked_decoder.decode(parked) if parked else {})
 
-    async def write(self, events: Sequence[Event], checkpoint: Checkpoint | None) -> dict[int, str]:
+    async def prepare(self, events: Sequence[Event]) -> "Changes":
         batch, rejected, blocked = [], {}, {}
         for seq, envelope, event in events:
             if envelope.stream_id in blocked:
@@ -97,16 +103,20 @@ class AnalyticsStore:
                 blocked[envelope.stream_id], rejected[seq] = seq, f"{type(exc).__name__}: {exc}"
                 continue
             batch.append((seq, envelope.stream_id, envelope.version, changes))
+        return Changes(rejected, msgspec.json.encode(batch) if batch else b"")
+
+    async def send(self, prepared: "Changes", checkpoint: Checkpoint | None) -> dict[int, str]:
+        rejected = dict(prepared.rejected)
         if rejected:
             checkpoint = None
-        if batch or checkpoint:  # the checkpoint goes with the changes, in one step, when none is rejected
-            args = [self.name, msgspec.json.encode(batch), checkpoint.position if checkpoint else ""]
+        if prepared.batch or checkpoint:  # the checkpoint goes with the changes, in one step, when none is rejected
+            args = [self.name, prepared.batch or b"[]", checkpoint.position if checkpoint else ""]
             answer = await self._apply(args=[*args, msgspec.json.encode(checkpoint.parked if checkpoint else {})])
             rejected.update({int(seq): why for seq, why in (msgspec.json.decode(answer) or [])})  # {}: empty
         return rejected
 
     async def commit(self, checkpoint: Checkpoint) -> None:
-        await self.write([], checkpoint)  # no changes, only the checkpoint
+        await self.send(Changes({}, b""), checkpoint)  # no changes, only the checkpoint
 
     async def refresh(self) -> None:
         """Every script call is visible once it returns."""
