@@ -25,6 +25,7 @@ from gateway.problems import EXCEPTION_HANDLERS
 from gateway.products import ProductController
 from gateway.settings import DEV_JWT_SECRET, Settings
 from gateway.sync import PositionFeed, SyncController
+from gateway.tokens import VerifiedTokens
 from shop import messaging
 from shop.metrics import HTTP_REQUESTS
 from shop.ops import Readiness, ops_handlers
@@ -86,7 +87,7 @@ def rate_limit(settings: Settings) -> list[DefineMiddleware]:
     config = RateLimitConfig(
         rate_limit=("minute", settings.rate_limit_per_minute),
         exclude=[r"^/health/", r"^/metrics$", r"^/schema(/|$)"],  # anchored: /v1/x/health is limited
-        identifier_for_request=lambda request: rate_limit_key(request, settings.jwt_secret, settings.jwt_algorithm),
+        identifier_for_request=rate_limit_key,
     )
     return [config.middleware]
 
@@ -133,7 +134,7 @@ def create_app(settings: Settings) -> Litestar:
         middleware=[request_id_middleware, *rate_limit(settings)],
         before_send=[add_request_id, allow_every_method],
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "verified_tokens": VerifiedTokens()}),
         openapi_config=OpenAPIConfig(title="Mobile shop API", version="1.0.0", path="/schema"),
         request_max_body_size=1_000_000,
         logging_config=None,  # shop.logs configured it
