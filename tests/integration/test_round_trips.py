@@ -1,0 +1,53 @@
+"""What a PlaceOrder costs in PostgreSQL round trips: every statement its command sends on its pool,
+transaction control and the pool's reset on release included (issue 12). A change that adds one fails here."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from command_service.adapters.database import create_pool, migrate
+from command_service.adapters.event_store import EventStore
+from command_service.adapters.relay import OutboxRelay
+from command_service.handlers import CommandHandlers
+from shop.contracts.commands import Actor, CommandMeta, CommandRequest, CreateProduct, OrderLine, PlaceOrder
+
+ADMIN = Actor(user_id="a1", roles=("admin",))
+
+
+def request(command, actor: Actor, key: str | None = None) -> CommandRequest:
+    deadline = datetime.now(UTC) + timedelta(seconds=10)
+    meta = CommandMeta(actor=actor, correlation_id="c1", idempotency_key=key, deadline=deadline)
+    return CommandRequest(meta=meta, command=command)
+
+
+@pytest.fixture
+async def counted(database_url, js):
+    """Command handlers whose pool (one connection) records each statement it sends; the relay has its own."""
+    statements: list[str] = []
+    commands, relays = await create_pool(database_url, 1), await create_pool(database_url, 2)
+    await migrate(commands)
+    async with commands.acquire() as connection:
+        connection.add_query_logger(lambda logged: statements.append(logged.query))
+    relay = OutboxRelay(relays, js, interval=0.05)
+    relay.start()
+    yield CommandHandlers(EventStore(commands), relay, 5, 60, snapshot_every=50, conflict_attempts=3), statements
+    await relay.stop()
+    await commands.close()
+    await relays.close()
+
+
+@pytest.mark.parametrize(("key", "most"), [(None, 99), ("with-key", 99)])
+async def test_a_two_product_order_costs_few_round_trips(counted, key, most):
+    handlers, statements = counted
+    create = CreateProduct(name="P", price=10, stock=5, category="c", seller_id="s")
+    products = [(await handlers.handle(request(create, ADMIN))).id for _ in range(2)]
+    order = PlaceOrder(items=tuple(OrderLine(product_id=p, quantity=1) for p in products))
+    statements.clear()
+
+    placed = await handlers.handle(request(order, Actor(user_id="u1"), key and str(uuid.uuid4())))
+
+    assert placed.position is not None
+    print(f"\nPlaceOrder of two products, Idempotency-Key {'yes' if key else 'no'}: {len(statements)} round trips")
+    print("\n".join(" ".join(s.split())[:110] for s in statements))
+    assert len(statements) <= most
