@@ -35,7 +35,7 @@ def rogue_writes(monkeypatch, pool):
     remaining = {"n": 0}
     append = Session.append
 
-    async def append_after_a_rogue_write(self, envelopes):
+    async def append_after_a_rogue_write(self, envelopes, remember=None):
         envelopes = list(envelopes)
         if remaining["n"] > 0 and envelopes:
             remaining["n"] -= 1
@@ -48,7 +48,7 @@ def rogue_writes(monkeypatch, pool):
             )
             async with pool.acquire() as other:  # another connection, committed before our append
                 await append(Session(other), [rogue])
-        return await append(self, envelopes)
+        return await append(self, envelopes, remember)
 
     monkeypatch.setattr(Session, "append", append_after_a_rogue_write)
     return remaining

@@ -48,9 +48,16 @@ create index if not exists idempotency_keys_created_at on idempotency_keys (crea
 MIGRATION_LOCK = 7_100_001
 
 
+async def keep_session(connection: asyncpg.Connection) -> None:
+    """A connection's reset on release: none beyond the rollback of a transaction left open, which
+    asyncpg does anyway. The default (unlock all, close all, unlisten, reset all) is a round trip a
+    command, and nothing here outlives its transaction: advisory locks are transaction-level,
+    settings `set local`, and LISTEN has a connection of its own."""
+
+
 async def create_pool(url: str, size: int) -> asyncpg.Pool:
     try:
-        return await asyncpg.create_pool(url, min_size=1, max_size=size, command_timeout=30)
+        return await asyncpg.create_pool(url, min_size=1, max_size=size, command_timeout=30, reset=keep_session)
     except (OSError, asyncpg.PostgresError) as exc:
         raise Unavailable(f"PostgreSQL unreachable: {exc}") from exc
 

@@ -2,8 +2,10 @@
 per event written in the same transaction."""
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import NamedTuple
 
 import asyncpg
 import msgspec
@@ -13,11 +15,25 @@ from shop.errors import ConcurrencyError, IdempotencyKeyReused, Unavailable
 
 # a command's transaction runs at this level whatever the server's default: the streams' locks
 # serialize writers, and each statement must see what the writer before it committed
-ISOLATION = "read_committed"
+ISOLATION = "read committed"
 
 COLUMNS = (
     "event_id, stream_id, stream_type, version, type, schema_version, data, occurred_at, correlation_id, causation_id"
 )
+
+
+REMEMBER = "insert into idempotency_keys (user_id, key, request_hash, reply, position_of)"
+ON_KEY_CONFLICT = """on conflict (user_id, key) do update set request_hash = excluded.request_hash,
+    reply = excluded.reply, position_of = excluded.position_of, created_at = now()"""
+
+
+class Remembered(NamedTuple):
+    """The reply to an Idempotency-Key, stored in the command's transaction."""
+
+    user_id: str
+    key: str
+    request_hash: bytes
+    reply: bytes
 
 
 def envelope_from_row(row: asyncpg.Record) -> Envelope:
@@ -33,6 +49,13 @@ def envelope_from_row(row: asyncpg.Record) -> Envelope:
         causation_id=row["causation_id"],
         data=msgspec.Raw(row["data"].encode()),
     )
+
+
+class Snapshot(NamedTuple):
+    state: bytes  # JSON
+    version: int
+    schema: int
+    trusted: bool  # its version is in its stream
 
 
 class Session:
@@ -51,6 +74,41 @@ class Session:
             after_version,
         )
         return [envelope_from_row(r) for r in rows]
+
+    async def load_streams(
+        self, stream_type: str, stream_ids: list[str], snapshot_schema: int | None
+    ) -> dict[str, tuple[Snapshot | None, list[Envelope]]]:
+        """In one round trip, each stream's snapshot (with `snapshot_schema`; None: snapshots unused) and
+        its events after it; after version 0 when the snapshot has another schema or is not trusted
+        (its version is not in its stream: a restore, a manual fix)."""
+        rows = await self._conn.fetch(
+            f"""with snapshot as (
+                    select s.stream_id, s.stream_type, s.version, s.schema, s.state,
+                           exists(select from events e where e.stream_id = s.stream_id and e.version = s.version)
+                           as trusted
+                    from snapshots s where $3::int is not null and s.stream_id = any($1::text[])
+                    and s.stream_type = $2)
+                select true as is_snapshot, trusted, null::uuid as event_id, stream_id, stream_type, version,
+                       null as type, schema as schema_version, state as data, null::timestamptz as occurred_at,
+                       null as correlation_id, null as causation_id
+                from snapshot
+                union all
+                select false, null, {COLUMNS} from events e
+                where e.stream_id = any($1::text[]) and e.stream_type = $2 and e.version > coalesce(
+                    (select version from snapshot s where s.stream_id = e.stream_id and s.trusted and s.schema = $3), 0)
+                order by is_snapshot desc, stream_id, version""",
+            stream_ids,
+            stream_type,
+            snapshot_schema,
+        )
+        loaded: dict[str, tuple[Snapshot | None, list[Envelope]]] = {i: (None, []) for i in stream_ids}
+        for row in rows:
+            if row["is_snapshot"]:
+                snapshot = Snapshot(row["data"].encode(), row["version"], row["schema_version"], row["trusted"])
+                loaded[row["stream_id"]] = (snapshot, [])
+            else:
+                loaded[row["stream_id"]][1].append(envelope_from_row(row))
+        return loaded
 
     async def last_position(self, stream_ids: list[str]) -> int | None:
         """The global position of the last event of these streams (None if they have none)."""
@@ -87,8 +145,9 @@ class Session:
     async def delete_snapshot(self, stream_id: str) -> None:
         await self._conn.execute("delete from snapshots where stream_id = $1", stream_id)
 
-    async def append(self, envelopes: Iterable[Envelope]) -> list[int]:
-        """Insert events and their outbox rows; returns their global positions.
+    async def append(self, envelopes: Iterable[Envelope], remember: Remembered | None = None) -> list[int]:
+        """Insert events and their outbox rows (and the reply to remember for an Idempotency-Key, whose
+        position is of the last of them) in one statement; returns their global positions.
         A taken (stream_id, version) is a ConcurrencyError."""
         envelopes = list(envelopes)
         if not envelopes:
@@ -108,19 +167,27 @@ class Session:
             )
             for e in envelopes
         ]
+        remembering = (
+            f""", remembered as ({REMEMBER} select $11::text, $12::text, $13::bytea, $14::bytea,
+                                  max(global_position) from inserted {ON_KEY_CONFLICT})"""
+            if remember
+            else ""
+        )
         try:
             positions = await self._conn.fetch(
-                f"""insert into events ({COLUMNS})
-                    select * from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[],
-                                         $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[])
-                    returning global_position""",
+                f"""with inserted as (
+                        insert into events ({COLUMNS})
+                        select * from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[],
+                                             $7::jsonb[], $8::timestamptz[], $9::text[], $10::text[])
+                        returning global_position),
+                    outboxed as (insert into outbox (global_position) select global_position from inserted)
+                    {remembering}
+                    select global_position from inserted order by global_position""",
                 *map(list, zip(*records, strict=True)),
+                *(remember or ()),
             )
         except asyncpg.UniqueViolationError as exc:
             raise ConcurrencyError(f"a stream was appended to concurrently: {exc.detail or exc}") from exc
-        await self._conn.executemany(
-            "insert into outbox (global_position) values ($1)", [(p["global_position"],) for p in positions]
-        )
         return [p["global_position"] for p in positions]
 
     async def remembered_reply(
@@ -145,16 +212,26 @@ class Session:
         self, user_id: str, key: str, request_hash: bytes, reply: bytes, position_of: int | None
     ) -> None:
         await self._conn.execute(
-            """insert into idempotency_keys (user_id, key, request_hash, reply, position_of)
-               values ($1, $2, $3, $4, $5)
-               on conflict (user_id, key) do update set request_hash = excluded.request_hash,
-               reply = excluded.reply, position_of = excluded.position_of, created_at = now()""",
+            f"{REMEMBER} values ($1, $2, $3, $4, $5) {ON_KEY_CONFLICT}",
             user_id,
             key,
             request_hash,
             reply,
             position_of,
         )
+
+
+def begin_and_lock(stream_ids: Iterable[str], timeout_ms: int | None) -> str:
+    """One simple-protocol script: begin, bound every wait, take a lock per stream (sorted, so never a
+    deadlock). The ids travel hex-encoded: only hex digits reach the SQL text."""
+    script = [f"begin isolation level {ISOLATION}"]
+    if timeout_ms is not None:
+        script += [f"set local lock_timeout = {timeout_ms}", f"set local statement_timeout = {timeout_ms}"]
+    script += [
+        f"select pg_advisory_xact_lock(hashtextextended(convert_from(decode('{i.encode().hex()}', 'hex'), 'UTF8'), 0))"
+        for i in sorted(set(stream_ids))
+    ]
+    return ";\n".join(script)
 
 
 class EventStore:
@@ -176,17 +253,18 @@ class EventStore:
             return left
 
         try:
-            async with (
-                self._pool.acquire(timeout=min(seconds_left(), 60.0)) as conn,
-                conn.transaction(isolation=ISOLATION),
-            ):
-                if commit_by is not None:
-                    ms = max(1, int(seconds_left() * 1000))
-                    await conn.execute(f"set local lock_timeout = {ms}; set local statement_timeout = {ms}")
-                for stream_id in sorted(set(stream_ids)):
-                    await conn.execute("select pg_advisory_xact_lock(hashtextextended($1, 0))", stream_id)
-                yield Session(conn)
-                seconds_left()  # never commit past the deadline
+            async with self._pool.acquire(timeout=min(seconds_left(), 60.0)) as conn:
+                timeout_ms = None if commit_by is None else max(1, int(seconds_left() * 1000))
+                try:
+                    await conn.execute(begin_and_lock(stream_ids, timeout_ms))
+                    yield Session(conn)
+                    seconds_left()  # never commit past the deadline
+                except BaseException:
+                    if not conn.is_closed() and conn.is_in_transaction():
+                        with contextlib.suppress(Exception):  # a broken connection is closed on release
+                            await conn.execute("rollback")
+                    raise
+                await conn.execute("commit")
         except (asyncpg.exceptions.LockNotAvailableError, asyncpg.exceptions.QueryCanceledError, TimeoutError) as exc:
             raise Unavailable(f"the command's deadline passed while it waited; nothing was done ({exc})") from exc
         except (
