@@ -16,7 +16,8 @@ async def load_many(
 ) -> dict[str, tuple[object | None, int]]:
     """Each aggregate's state and version (0 if it has no events yet), from its snapshot and the events
     after it, all read in one round trip. When `snapshot_every` or more events had to be replayed, a
-    new snapshot is saved; a snapshot newer than its stream (a restore, a manual fix) is deleted."""
+    new snapshot is saved in the same statement as the transaction's events (no round trip of its
+    own); a snapshot newer than its stream (a restore, a manual fix) is deleted."""
     state_type, schema = SNAPSHOTS[stream_type]
     loaded = await session.load_streams(stream_type, stream_ids, schema if snapshot_every else None)
     aggregates = {}
@@ -31,8 +32,8 @@ async def load_many(
                 replayed = await session.load(stream_type, stream_id)
         for envelope in replayed:
             state, version = EVOLVE[stream_type](state, decode_data(envelope)), envelope.version
-        if snapshot_every and len(replayed) >= snapshot_every:
-            await session.save_snapshot(stream_id, stream_type, version, schema, msgspec.json.encode(state))
+        if snapshot_every and len(replayed) >= snapshot_every:  # saved with the transaction's events
+            session.snapshot_later(stream_id, stream_type, version, schema, msgspec.json.encode(state))
         aggregates[stream_id] = (state, version)
     return aggregates
 

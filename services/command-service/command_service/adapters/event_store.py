@@ -27,6 +27,18 @@ ON_KEY_CONFLICT = """on conflict (user_id, key) do update set request_hash = exc
     reply = excluded.reply, position_of = excluded.position_of, created_at = now()"""
 
 
+SNAPSHOT_CONFLICT = """on conflict (stream_id) do update set version = excluded.version, schema = excluded.schema,
+    state = excluded.state, taken_at = now() where snapshots.version < excluded.version"""
+
+
+def save_snapshots(first: int) -> str:
+    """Upsert snapshots given as five arrays, the query's parameters from number `first` on."""
+    n = range(first, first + 5)
+    return f"""insert into snapshots (stream_id, stream_type, version, schema, state)
+        select * from unnest(${n[0]}::text[], ${n[1]}::text[], ${n[2]}::int[], ${n[3]}::int[], ${n[4]}::jsonb[])
+        {SNAPSHOT_CONFLICT}"""
+
+
 class Remembered(NamedTuple):
     """The reply to an Idempotency-Key, stored in the command's transaction."""
 
@@ -63,6 +75,20 @@ class Session:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+        self._snapshots: dict[str, tuple[str, int, int, str]] = {}  # to save with the appended events
+
+    def snapshot_later(self, stream_id: str, stream_type: str, version: int, schema: int, state: bytes) -> None:
+        """Saved by the next `append`, in its statement (or at commit if nothing is appended)."""
+        self._snapshots[stream_id] = (stream_type, version, schema, state.decode())
+
+    async def save_pending_snapshots(self) -> None:
+        if self._snapshots:
+            await self._conn.execute(save_snapshots(1), *self._snapshot_columns())
+
+    def _snapshot_columns(self) -> list[list]:
+        rows = [(stream_id, *snapshot) for stream_id, snapshot in self._snapshots.items()]
+        self._snapshots = {}
+        return [list(column) for column in zip(*rows, strict=True)]
 
     async def load(self, stream_type: str, stream_id: str, after_version: int = 0) -> list[Envelope]:
         """The stream's events of this type (none for another type's id, which is then not found)."""
@@ -132,9 +158,8 @@ class Session:
 
     async def save_snapshot(self, stream_id: str, stream_type: str, version: int, schema: int, state: bytes) -> None:
         await self._conn.execute(
-            """insert into snapshots (stream_id, stream_type, version, schema, state) values ($1, $2, $3, $4, $5)
-               on conflict (stream_id) do update set version = excluded.version, schema = excluded.schema,
-               state = excluded.state, taken_at = now() where snapshots.version < excluded.version""",
+            f"insert into snapshots (stream_id, stream_type, version, schema, state) values ($1, $2, $3, $4, $5) "
+            f"{SNAPSHOT_CONFLICT}",
             stream_id,
             stream_type,
             version,
@@ -173,6 +198,9 @@ class Session:
             if remember
             else ""
         )
+        snapshots = self._snapshot_columns() if self._snapshots else []
+        if snapshots:
+            remembering += f", saved as ({save_snapshots(15 if remember else 11)})"
         try:
             positions = await self._conn.fetch(
                 f"""with inserted as (
@@ -185,6 +213,7 @@ class Session:
                     select global_position from inserted order by global_position""",
                 *map(list, zip(*records, strict=True)),
                 *(remember or ()),
+                *snapshots,
             )
         except asyncpg.UniqueViolationError as exc:
             raise ConcurrencyError(f"a stream was appended to concurrently: {exc.detail or exc}") from exc
@@ -257,7 +286,9 @@ class EventStore:
                 timeout_ms = None if commit_by is None else max(1, int(seconds_left() * 1000))
                 try:
                     await conn.execute(begin_and_lock(stream_ids, timeout_ms))
-                    yield Session(conn)
+                    session = Session(conn)
+                    yield session
+                    await session.save_pending_snapshots()  # those no append took along
                     seconds_left()  # never commit past the deadline
                 except BaseException:
                     if not conn.is_closed() and conn.is_in_transaction():
