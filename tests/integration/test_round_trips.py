@@ -2,7 +2,6 @@
 transaction control and the pool's reset on release included (issue 12). A change that adds one fails here."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -11,23 +10,8 @@ from command_service.adapters.database import create_pool, migrate
 from command_service.adapters.event_store import EventStore
 from command_service.adapters.relay import OutboxRelay
 from command_service.handlers import CommandHandlers
-from shop.contracts.commands import (
-    Actor,
-    CommandMeta,
-    CommandRequest,
-    CreateProduct,
-    OrderLine,
-    PlaceOrder,
-    Restock,
-)
-
-ADMIN = Actor(user_id="a1", roles=("admin",))
-
-
-def request(command, actor: Actor, key: str | None = None) -> CommandRequest:
-    deadline = datetime.now(UTC) + timedelta(seconds=10)
-    meta = CommandMeta(actor=actor, correlation_id="c1", idempotency_key=key, deadline=deadline)
-    return CommandRequest(meta=meta, command=command)
+from shop.contracts.commands import CreateProduct, OrderLine, PlaceOrder, Restock
+from tests.integration.test_write_path_edges import USER, request
 
 
 @pytest.fixture
@@ -55,11 +39,11 @@ async def test_a_two_product_order_costs_few_round_trips(counted, key, most):
     make_handlers, statements = counted
     handlers = make_handlers()
     create = CreateProduct(name="P", price=10, stock=5, category="c", seller_id="s")
-    products = [(await handlers.handle(request(create, ADMIN))).id for _ in range(2)]
+    products = [(await handlers.handle(request(create))).id for _ in range(2)]
     order = PlaceOrder(items=tuple(OrderLine(product_id=p, quantity=1) for p in products))
     statements.clear()
 
-    placed = await handlers.handle(request(order, Actor(user_id="u1"), key and str(uuid.uuid4())))
+    placed = await handlers.handle(request(order, USER, key and str(uuid.uuid4())))
 
     assert placed.position is not None
     print(f"\nPlaceOrder of two products, Idempotency-Key {'yes' if key else 'no'}: {len(statements)} round trips")
@@ -71,12 +55,12 @@ async def test_a_snapshot_due_is_saved_in_the_orders_append_statement(counted, d
     make_handlers, statements = counted
     handlers = make_handlers(snapshot_every=3)
     create = CreateProduct(name="P", price=10, stock=5, category="c", seller_id="s")
-    product = (await handlers.handle(request(create, ADMIN))).id
+    product = (await handlers.handle(request(create))).id
     for _ in range(2):
-        await handlers.handle(request(Restock(product_id=product, quantity=1), ADMIN))
+        await handlers.handle(request(Restock(product_id=product, quantity=1)))
     statements.clear()
 
-    await handlers.handle(request(PlaceOrder(items=(OrderLine(product_id=product, quantity=1),)), Actor(user_id="u1")))
+    await handlers.handle(request(PlaceOrder(items=(OrderLine(product_id=product, quantity=1),)), USER))
 
     assert len(statements) == 4  # three events replayed: the snapshot rides along with the order's events
     connection = await asyncpg.connect(database_url)
