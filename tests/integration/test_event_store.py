@@ -73,15 +73,15 @@ async def test_a_remembered_reply_expires_after_its_time_to_live(pool):
 
 
 async def test_a_streams_lock_is_the_same_whatever_characters_its_id_holds(pool):
-    """The session's script carries ids hex-encoded: quotes and other characters are data, never SQL."""
+    """Stream ids reach the locks as parameters: quotes and other characters are data, never SQL."""
     odd = "p'); select pg_sleep(5); --ü\\"
     store = EventStore(pool)
     async with pool.acquire() as holder, holder.transaction():
         await holder.execute("select pg_advisory_xact_lock(hashtextextended($1, 0))", odd)
         loop = asyncio.get_running_loop()
         with pytest.raises(Unavailable):
-            async with store.session([odd], commit_by=loop.time() + 0.5):
-                pass
+            async with store.session([odd], commit_by=loop.time() + 0.5) as session:
+                await session.load("product", odd)  # the session's first statement takes its locks
     async with store.session([odd]) as session:
         await session.append([envelope(odd, 1, DECREASED)])
     assert await pool.fetchval("select count(*) from events where stream_id = $1", odd) == 1

@@ -73,17 +73,26 @@ class Snapshot(NamedTuple):
 class Session:
     """One transaction holding the locks of the streams it will write."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, unlocked: Iterable[str] = ()) -> None:
         self._conn = conn
+        self._unlocked = sorted(set(unlocked))  # streams to lock (sorted: never a deadlock) before any statement
         self._snapshots: dict[str, tuple[str, int, int, str]] = {}  # to save with the appended events
 
     def snapshot_later(self, stream_id: str, stream_type: str, version: int, schema: int, state: bytes) -> None:
         """Saved by the next `append`, in its statement (or at commit if nothing is appended)."""
         self._snapshots[stream_id] = (stream_type, version, schema, state.decode())
 
+    async def _locked(self) -> asyncpg.Connection:
+        """The connection, once the session's streams are locked (by its first statement)."""
+        if self._unlocked:
+            await self._conn.execute("select lock_streams($1::text[])", self._unlocked)
+            self._unlocked = []
+        return self._conn
+
     async def save_pending_snapshots(self) -> None:
         if self._snapshots:
-            await self._conn.execute(save_snapshots(1), *self._snapshot_columns())
+            conn = await self._locked()
+            await conn.execute(save_snapshots(1), *self._snapshot_columns())
 
     def _snapshot_columns(self) -> list[list]:
         rows = [(stream_id, *snapshot) for stream_id, snapshot in self._snapshots.items()]
@@ -92,7 +101,8 @@ class Session:
 
     async def load(self, stream_type: str, stream_id: str, after_version: int = 0) -> list[Envelope]:
         """The stream's events of this type (none for another type's id, which is then not found)."""
-        rows = await self._conn.fetch(
+        conn = await self._locked()
+        rows = await conn.fetch(
             f"""select {COLUMNS} from events where stream_id = $1 and stream_type = $2 and version > $3
                 order by version""",
             stream_id,
@@ -104,29 +114,18 @@ class Session:
     async def load_streams(
         self, stream_type: str, stream_ids: list[str], snapshot_schema: int | None
     ) -> dict[str, tuple[Snapshot | None, list[Envelope]]]:
-        """In one round trip, each stream's snapshot (with `snapshot_schema`; None: snapshots unused) and
-        its events after it; after version 0 when the snapshot has another schema or is not trusted
-        (its version is not in its stream: a restore, a manual fix)."""
+        """In one round trip, which also takes the session's locks if no statement took them yet (the
+        database function `load_streams`), each stream's snapshot (with `snapshot_schema`; None:
+        snapshots unused) and its events after it; after version 0 when the snapshot has another
+        schema or is not trusted (its version is not in its stream: a restore, a manual fix)."""
         rows = await self._conn.fetch(
-            f"""with snapshot as (
-                    select s.stream_id, s.stream_type, s.version, s.schema, s.state,
-                           exists(select from events e where e.stream_id = s.stream_id and e.version = s.version)
-                           as trusted
-                    from snapshots s where $3::int is not null and s.stream_id = any($1::text[])
-                    and s.stream_type = $2)
-                select true as is_snapshot, trusted, null::uuid as event_id, stream_id, stream_type, version,
-                       null as type, schema as schema_version, state as data, null::timestamptz as occurred_at,
-                       null as correlation_id, null as causation_id
-                from snapshot
-                union all
-                select false, null, {COLUMNS} from events e
-                where e.stream_id = any($1::text[]) and e.stream_type = $2 and e.version > coalesce(
-                    (select version from snapshot s where s.stream_id = e.stream_id and s.trusted and s.schema = $3), 0)
-                order by is_snapshot desc, stream_id, version""",
+            "select * from load_streams($1::text[], $2::text[], $3, $4::int)",
+            self._unlocked,
             stream_ids,
             stream_type,
             snapshot_schema,
         )
+        self._unlocked = []
         loaded: dict[str, tuple[Snapshot | None, list[Envelope]]] = {i: (None, []) for i in stream_ids}
         for row in rows:
             if row["is_snapshot"]:
@@ -138,18 +137,21 @@ class Session:
 
     async def last_position(self, stream_ids: list[str]) -> int | None:
         """The global position of the last event of these streams (None if they have none)."""
-        return await self._conn.fetchval(
+        conn = await self._locked()
+        return await conn.fetchval(
             "select max(global_position) from events where stream_id = any($1::text[])", stream_ids
         )
 
     async def has_version(self, stream_id: str, version: int) -> bool:
-        return await self._conn.fetchval(
+        conn = await self._locked()
+        return await conn.fetchval(
             "select exists(select from events where stream_id = $1 and version = $2)", stream_id, version
         )
 
     async def load_snapshot(self, stream_type: str, stream_id: str) -> tuple[bytes, int, int] | None:
         """(state as JSON, version, schema) of the stream's latest snapshot, if any."""
-        row = await self._conn.fetchrow(
+        conn = await self._locked()
+        row = await conn.fetchrow(
             "select state::text, version, schema from snapshots where stream_id = $1 and stream_type = $2",
             stream_id,
             stream_type,
@@ -157,7 +159,8 @@ class Session:
         return (row["state"].encode(), row["version"], row["schema"]) if row else None
 
     async def save_snapshot(self, stream_id: str, stream_type: str, version: int, schema: int, state: bytes) -> None:
-        await self._conn.execute(
+        conn = await self._locked()
+        await conn.execute(
             f"insert into snapshots (stream_id, stream_type, version, schema, state) values ($1, $2, $3, $4, $5) "
             f"{SNAPSHOT_CONFLICT}",
             stream_id,
@@ -168,7 +171,8 @@ class Session:
         )
 
     async def delete_snapshot(self, stream_id: str) -> None:
-        await self._conn.execute("delete from snapshots where stream_id = $1", stream_id)
+        conn = await self._locked()
+        await conn.execute("delete from snapshots where stream_id = $1", stream_id)
 
     async def append(self, envelopes: Iterable[Envelope], remember: Remembered | None = None) -> list[int]:
         """Insert events and their outbox rows (and the reply to remember for an Idempotency-Key, whose
@@ -201,8 +205,9 @@ class Session:
         snapshots = self._snapshot_columns() if self._snapshots else []
         if snapshots:
             remembering += f", saved as ({save_snapshots(15 if remember else 11)})"
+        conn = await self._locked()
         try:
-            positions = await self._conn.fetch(
+            positions = await conn.fetch(
                 f"""with inserted as (
                         insert into events ({COLUMNS})
                         select * from unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::int[],
@@ -223,14 +228,12 @@ class Session:
         self, user_id: str, key: str, request_hash: bytes, ttl: float
     ) -> tuple[bytes, int | None] | None:
         """The reply stored for this key (unexpired) and the global position its position is of, None if
-        the key is new. The same key with another request is IdempotencyKeyReused."""
+        the key is new (with the session's locks if no statement took them yet). The same key with
+        another request is IdempotencyKeyReused."""
         row = await self._conn.fetchrow(
-            """select request_hash, reply, position_of from idempotency_keys
-               where user_id = $1 and key = $2 and created_at > now() - make_interval(secs => $3)""",
-            user_id,
-            key,
-            ttl,
+            "select * from remembered_reply($1::text[], $2, $3, $4)", self._unlocked, user_id, key, ttl
         )
+        self._unlocked = []
         if row is None:
             return None
         if row["request_hash"] != request_hash:
@@ -240,7 +243,8 @@ class Session:
     async def remember_reply(
         self, user_id: str, key: str, request_hash: bytes, reply: bytes, position_of: int | None
     ) -> None:
-        await self._conn.execute(
+        conn = await self._locked()
+        await conn.execute(
             f"{REMEMBER} values ($1, $2, $3, $4, $5) {ON_KEY_CONFLICT}",
             user_id,
             key,
@@ -250,17 +254,12 @@ class Session:
         )
 
 
-def begin_and_lock(stream_ids: Iterable[str], timeout_ms: int | None) -> str:
-    """One simple-protocol script: begin, bound every wait, take a lock per stream (sorted, so never a
-    deadlock). The ids travel hex-encoded: only hex digits reach the SQL text."""
-    script = [f"begin isolation level {ISOLATION}"]
+def begin(timeout_ms: int | None) -> str:
+    """Begin, and bound every wait, in one simple-protocol script."""
+    script = f"begin isolation level {ISOLATION}"
     if timeout_ms is not None:
-        script += [f"set local lock_timeout = {timeout_ms}", f"set local statement_timeout = {timeout_ms}"]
-    script += [
-        f"select pg_advisory_xact_lock(hashtextextended(convert_from(decode('{i.encode().hex()}', 'hex'), 'UTF8'), 0))"
-        for i in sorted(set(stream_ids))
-    ]
-    return ";\n".join(script)
+        script += f"; set local lock_timeout = {timeout_ms}; set local statement_timeout = {timeout_ms}"
+    return script
 
 
 class EventStore:
@@ -285,8 +284,8 @@ class EventStore:
             async with self._pool.acquire(timeout=min(seconds_left(), 60.0)) as conn:
                 timeout_ms = None if commit_by is None else max(1, int(seconds_left() * 1000))
                 try:
-                    await conn.execute(begin_and_lock(stream_ids, timeout_ms))
-                    session = Session(conn)
+                    await conn.execute(begin(timeout_ms))
+                    session = Session(conn, stream_ids)  # its first statement takes the locks
                     yield session
                     await session.save_pending_snapshots()  # those no append took along
                     seconds_left()  # never commit past the deadline
