@@ -8,6 +8,7 @@ stored out of order, and the next flush starts again at the lost one."""
 
 import asyncio
 import contextlib
+import uuid
 
 import asyncpg
 import msgspec
@@ -47,6 +48,7 @@ class OutboxRelay:
         self._task: asyncio.Task | None = None
         self._listener: asyncpg.Connection | None = None
         self._lookups: set[asyncio.Task] = set()
+        self._id = uuid.uuid4().hex  # the payload of this relay's notifications, which it ignores
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -152,7 +154,9 @@ class OutboxRelay:
             return
         self._on_published()  # what was published while nobody listened
 
-    def _on_published(self, *_: object) -> None:
+    def _on_published(self, *notification: object) -> None:
+        if notification and notification[-1] == self._id:
+            return  # its own batch: what it published is already resolved
         if any(not f.done() for f in self._waiting.values()):
             lookup = asyncio.get_running_loop().create_task(self._resolve_recorded())
             self._lookups.add(lookup)
@@ -240,8 +244,9 @@ class OutboxRelay:
                 recorded as (update events set stream_seq = p.seq from published p
                              where events.global_position = p.global_position)
                 delete from outbox where global_position in (select global_position from published)
-                returning pg_notify('{PUBLISHED_CHANNEL}', '')""",
+                returning pg_notify('{PUBLISHED_CHANNEL}', $3)""",
             positions,
             sequences,
+            self._id,
         )
         self._resolve(positions, sequences)
