@@ -41,7 +41,7 @@ async def versions(bench: Bench) -> dict[str, str]:
     }
 
 
-async def main(quick: bool, stream_only: bool) -> None:
+async def main(quick: bool, stream_only: bool, stage: str | None) -> None:
     plan = Plan.quick() if quick else Plan()
     started = datetime.now(UTC)
     results: dict[str, object] = {
@@ -55,13 +55,19 @@ async def main(quick: bool, stream_only: bool) -> None:
         console.width = 200  # the whole table on one line a row in logs
     async with Bench.open(plan, Addresses()) as bench:
         results["versions"] = await versions(bench)
-        results["stream"] = await rebuilds.ensure_stream(bench)  # the quick plan asks for none: never made there
+        if stage is None:  # the quick plan asks for none: never made there
+            results["stream"] = await rebuilds.ensure_stream(bench)
         if stream_only:
             console.print(f"stream: {results['stream']}")
             return
         await bench.make_products()
         results["catch_up_before_seconds"] = await bench.catch_up()
         results["commands"] = await commands.run(bench)
+        if stage == "commands":
+            results["load_average_at_stage_start"] = bench.load_averages
+            console.print(report.table(report.rows(results), "commands stage only"))
+            console.print(f"load average (1, 5, 15 min) at the stage's start: {bench.load_averages}")
+            return
         results["lag"] = await lag.run(bench, results["commands"]["many_products"]["rate"])
         results["queries"] = await queries.run(bench)
         results["rebuild"] = await rebuilds.run(bench)
@@ -81,5 +87,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--quick", action="store_true", help="short measurements (about a minute), for trying a change")
     parser.add_argument("--stream-only", action="store_true", help="only make the stream the rebuilds replay (once)")
+    parser.add_argument("--stage", choices=["commands"], help="run only this stage (no files written)")
     args = parser.parse_args()
-    asyncio.run(main(args.quick, args.stream_only))
+    asyncio.run(main(args.quick, args.stream_only, args.stage))

@@ -1,18 +1,19 @@
-"""How every process serves HTTP: uvicorn with protection from slow clients. A request must arrive
-whole in time (its headers within `header_timeout` of its first byte or of the connection, its body
-within `body_timeout` after that), or its connection is closed; beyond `max_connections` open
-connections new requests get 503; proxy headers count only from the addresses in `trusted_proxies`."""
+"""How every process serves HTTP: uvicorn parsing with httptools (on uvloop: `ops.serve`), with
+protection from slow clients. A request must arrive whole in time (its headers within
+`header_timeout` of its first byte or of the connection, its body within `body_timeout` after
+that), or its connection is closed; beyond `max_connections` open connections new requests get
+503; proxy headers count only from the addresses in `trusted_proxies`."""
 
 import asyncio
 
 import uvicorn
 from litestar import Litestar
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shop.settings import CommonSettings
 
 
-class SlowClientGuard(H11Protocol):
+class SlowClientGuard(HttpToolsProtocol):
     header_timeout = 10.0
     body_timeout = 30.0
 

@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import msgspec
 import structlog
+import uvloop
 from litestar import Litestar, MediaType, Response, get
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -69,8 +70,8 @@ def ops_handlers(readiness: Readiness) -> list:
 
 
 def serve(app: Litestar, settings: CommonSettings) -> None:
-    """Run the app until SIGTERM/SIGINT; uvicorn then runs the lifespan shutdown (drain, close)."""
-    asyncio.run(http_server.server(app, settings).serve())
+    """Run the app on uvloop until SIGTERM/SIGINT; uvicorn then runs the lifespan shutdown (drain, close)."""
+    uvloop.run(http_server.server(app, settings).serve())
 
 
 def main(service: str, settings_type: type[S], create_app: Callable[[S], Litestar], description: str) -> None:

@@ -35,6 +35,7 @@ async def test_a_snapshot_is_taken_after_enough_events_and_used_with_the_events_
             Product(name="Phone", price=100, stock=11),
             12,
         )
+    async with store.session(["p1"]) as session:  # saved with the transaction (here: at its commit)
         assert (await session.load_snapshot("product", "p1"))[1] == 12
         # mark the snapshot, so that loading shows it was read instead of a full replay
         marked = msgspec.json.encode(Product(name="Marked", price=100, stock=1000))

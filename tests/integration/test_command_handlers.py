@@ -1,10 +1,12 @@
 """The command handlers against real PostgreSQL and JetStream: bounded retries on conflicts."""
 
+import time
 import uuid
 
 import msgspec
 import pytest
 
+from command_service.adapters import relay as relay_module
 from command_service.adapters.event_store import EventStore, Session
 from command_service.adapters.relay import OutboxRelay
 from command_service.handlers import CommandHandlers
@@ -35,7 +37,7 @@ def rogue_writes(monkeypatch, pool):
     remaining = {"n": 0}
     append = Session.append
 
-    async def append_after_a_rogue_write(self, envelopes):
+    async def append_after_a_rogue_write(self, envelopes, remember=None):
         envelopes = list(envelopes)
         if remaining["n"] > 0 and envelopes:
             remaining["n"] -= 1
@@ -48,7 +50,7 @@ def rogue_writes(monkeypatch, pool):
             )
             async with pool.acquire() as other:  # another connection, committed before our append
                 await append(Session(other), [rogue])
-        return await append(self, envelopes)
+        return await append(self, envelopes, remember)
 
     monkeypatch.setattr(Session, "append", append_after_a_rogue_write)
     return remaining
@@ -95,3 +97,33 @@ async def test_a_command_learns_its_position_when_another_replica_published_its_
 
     stored = await pool.fetchval("select stream_seq from events where stream_id = $1", result.id)
     assert result.position is not None and result.position == stored
+
+
+async def test_another_replicas_relay_tells_a_waiting_command_at_once(pool, nats_url, database_url, monkeypatch):
+    monkeypatch.setattr(relay_module, "RECHECK", 30.0)  # no look at the table in time: only the notification
+    nc = await messaging.connect(nats_url, "test-replicas")
+    await messaging.ensure_streams(nc)
+    here = OutboxRelay(pool, nc.jetstream(), interval=0.05, listen_url=database_url)
+
+    async def lock_held_elsewhere() -> int:
+        return 0  # as when another replica's relay holds the lock
+
+    here.flush = lock_held_elsewhere
+    other = OutboxRelay(pool, nc.jetstream(), interval=0.05)
+    here.start()
+    other.start()
+    try:
+        handlers = CommandHandlers(
+            EventStore(pool), here, publish_wait=5, idempotency_ttl=60, snapshot_every=0, conflict_attempts=3
+        )
+        started = time.monotonic()
+        command = CreateProduct(name="P", price=10, stock=1, category="c", seller_id="s")
+        result = await handlers.handle(CommandRequest(meta=ADMIN, command=command))
+        took = time.monotonic() - started
+    finally:
+        await here.stop()
+        await other.stop()
+        await nc.close()
+
+    assert result.position == await pool.fetchval("select stream_seq from events where stream_id = $1", result.id)
+    assert took < 2.5  # not the 5 s wait's end

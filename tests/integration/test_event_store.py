@@ -7,7 +7,7 @@ import pytest
 
 from command_service.adapters.event_store import EventStore
 from shop.contracts.events import ProductStockDecreased
-from shop.errors import ConcurrencyError
+from shop.errors import ConcurrencyError, Unavailable
 from tests.envelopes import envelope
 
 DECREASED = ProductStockDecreased(quantity=1, order_id="o")
@@ -70,3 +70,18 @@ async def test_a_remembered_reply_expires_after_its_time_to_live(pool):
         assert await session.remembered_reply("u1", "k1", b"hash", ttl=0) is None
         assert await session.remembered_reply("u2", "k1", b"hash", ttl=3600) is None
     assert await store.forget_expired_replies(ttl=0) == 1
+
+
+async def test_a_streams_lock_is_the_same_whatever_characters_its_id_holds(pool):
+    """Stream ids reach the locks as parameters: quotes and other characters are data, never SQL."""
+    odd = "p'); select pg_sleep(5); --ü\\"
+    store = EventStore(pool)
+    async with pool.acquire() as holder, holder.transaction():
+        await holder.execute("select pg_advisory_xact_lock(hashtextextended($1, 0))", odd)
+        loop = asyncio.get_running_loop()
+        with pytest.raises(Unavailable):
+            async with store.session([odd], commit_by=loop.time() + 0.5) as session:
+                await session.load("product", odd)  # the session's first statement takes its locks
+    async with store.session([odd]) as session:
+        await session.append([envelope(odd, 1, DECREASED)])
+    assert await pool.fetchval("select count(*) from events where stream_id = $1", odd) == 1

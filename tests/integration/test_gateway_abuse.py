@@ -239,3 +239,26 @@ async def test_a_sync_stream_ends_when_its_token_expires(serve, projections):
 
     assert response.status_code == 200
     assert 1.0 < lasted < 5.0
+
+
+async def test_a_token_is_verified_once_until_it_expires(serve, monkeypatch):
+    verified = []
+    decode = jwt.decode
+    monkeypatch.setattr(jwt, "decode", lambda *args, **kwargs: verified.append(1) or decode(*args, **kwargs))
+    expires_in = 2.0
+    headers = bearer("ann", expires_in) | {"Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=await serve(rate_limit_per_minute=100)) as client:
+
+        async def place() -> int:  # the body is refused after the guards and the rate limit read the token
+            return (await client.post("/v1/orders", content=b"{}", headers=headers)).status_code
+
+        statuses = [await place() for _ in range(3)]
+        once = len(verified)
+        await asyncio.sleep(expires_in + 1)  # past `exp`, inside the clock-skew leeway: verified again, accepted
+        statuses.append(await place())
+        wrong = bearer("ann") | {"Authorization": headers["Authorization"][:-2] + "xx"}  # a bad signature
+        refused = [(await client.post("/v1/orders", content=b"{}", headers=wrong)).status_code for _ in range(2)]
+
+    assert statuses == [422] * 4
+    assert once == 1 and len(verified) == 2 + 2  # the expired token again, and the bad one once a request
+    assert refused == [401, 401]

@@ -2,9 +2,11 @@
 before it is sent anywhere, so no other service is needed)."""
 
 import jwt
+from litestar import Litestar, get
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
+from gateway.rate_limit import rate_limit
 from gateway.settings import Settings
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
@@ -28,3 +30,26 @@ async def test_a_caller_over_the_limit_gets_429_problem_json_and_others_do_not(n
     assert limited.json()["code"] == "rate_limited" and limited.headers["X-Request-ID"]
     assert someone_else.status_code != 429
     assert {r.status_code for r in health} == {200}
+
+
+async def test_a_limited_caller_is_let_through_again_once_its_window_ends():
+    now = [1000.0]
+
+    @get("/x")
+    async def answer() -> str:
+        return "ok"
+
+    limit = rate_limit(2, lambda request: request.headers.get("x-caller", ""), clock=lambda: now[0])
+    app = Litestar(route_handlers=[answer], middleware=[limit])
+    async with AsyncTestClient(app=app) as client:
+        first = [(await client.get("/x", headers={"X-Caller": "ann"})) for _ in range(3)]
+        now[0] += 59
+        still = await client.get("/x", headers={"X-Caller": "ann"})
+        now[0] += 1
+        again = await client.get("/x", headers={"X-Caller": "ann"})
+
+    assert [r.status_code for r in first] == [200, 200, 429]
+    assert [r.headers.get("RateLimit-Remaining") for r in first[:2]] == ["1", "0"]
+    assert first[2].headers["RateLimit-Reset"] == "60"
+    assert still.status_code == 429 and still.headers["RateLimit-Reset"] == "1"
+    assert again.status_code == 200 and again.headers["RateLimit-Remaining"] == "1"

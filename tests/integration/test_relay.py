@@ -2,13 +2,19 @@
 is retried with backoff that commands cannot cut short, and an old outbox row raises an alert."""
 
 import asyncio
+import shutil
+import subprocess
+import time
 
 import pytest
 
+from command_service.adapters import relay as relay_module
 from command_service.adapters.event_store import EventStore
 from command_service.adapters.relay import OutboxRelay
+from shop import messaging
 from shop.contracts.events import ProductRestocked
 from shop.metrics import OUTBOX_OLDEST_AGE
+from tests.conftest import free_port, wait_for_port
 from tests.envelopes import envelope
 
 
@@ -18,11 +24,48 @@ class FailingJetStream:
     def __init__(self, js, fail_after: int) -> None:
         self._js, self.fail_after, self.attempts = js, fail_after, 0
 
-    async def publish(self, *args, **kwargs):
+    async def publish_async(self, *args, **kwargs):
         self.attempts += 1
         if self.attempts > self.fail_after:
             raise ConnectionError("stream away")
-        return await self._js.publish(*args, **kwargs)
+        return await self._js.publish_async(*args, **kwargs)
+
+
+class LosingJetStream:
+    """Real JetStream, except that the `lose`-th message is lost on its way (its ack never comes)."""
+
+    def __init__(self, js, lose: int) -> None:
+        self._js, self.lose, self.attempts = js, lose, 0
+
+    async def publish_async(self, *args, **kwargs):
+        self.attempts += 1
+        if self.attempts == self.lose:
+            return asyncio.get_running_loop().create_future()
+        return await self._js.publish_async(*args, **kwargs)
+
+
+async def stored_messages(js) -> list:
+    last = (await js.stream_info(messaging.EVENTS_STREAM)).state.last_seq
+    return [await js.get_msg(messaging.EVENTS_STREAM, seq) for seq in range(1, last + 1)]
+
+
+class RestartableNats:
+    """A NATS server with JetStream on a fixed port and store, which the test can kill and start again."""
+
+    def __init__(self, store) -> None:
+        self.port, self.store, self.process = free_port(), store, None
+        self.url = f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [shutil.which("nats-server") or "nats-server", "-a", "127.0.0.1", "-p", str(self.port)]
+        self.process = subprocess.Popen(
+            [*command, "-js", "-sd", str(self.store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port, time.monotonic() + 20)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
 
 
 async def append_restocks(pool, stream_id: str, count: int) -> list[int]:
@@ -40,6 +83,32 @@ async def test_a_batch_failing_halfway_keeps_what_was_acknowledged(pool, js):
     published = await pool.fetch("select version, stream_seq from events order by version")
     assert [r["stream_seq"] is not None for r in published] == [True, True, False, False, False]
     assert await pool.fetchval("select count(*) from outbox") == 3
+
+
+async def test_a_message_lost_mid_batch_is_published_again_before_the_ones_after_it(pool, tmp_path, monkeypatch):
+    monkeypatch.setattr(relay_module, "ACK_TIMEOUT", 0.5)
+    server = RestartableNats(tmp_path)  # its own stream: nothing else publishes there
+    server.start()
+    nc = await messaging.connect(server.url, "test-relay")
+    await messaging.ensure_streams(nc)
+    js = nc.jetstream()
+    await append_restocks(pool, "p-lost", 20)
+    relay = OutboxRelay(pool, LosingJetStream(js, lose=5), interval=0.05)
+    relay.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        while await pool.fetchval("select count(*) from outbox"):
+            assert asyncio.get_running_loop().time() < deadline, "the outbox never drained"
+            await asyncio.sleep(0.05)
+    finally:
+        await relay.stop()
+    stored = await stored_messages(js)
+    await nc.close()
+    server.kill()
+
+    committed = await pool.fetch("select event_id::text, stream_seq from events order by global_position")
+    assert [m.headers["Nats-Msg-Id"] for m in stored] == [r["event_id"] for r in committed]  # once each, in order
+    assert [m.seq for m in stored] == [r["stream_seq"] for r in committed]
 
 
 async def test_commands_do_not_wake_a_failing_relay_before_its_backoff(pool, js):
@@ -69,3 +138,37 @@ async def test_an_outbox_row_older_than_half_the_duplicate_window_raises_the_ale
     with pytest.raises(RuntimeError, match="outbox"):
         await relay.check_outbox_age()
     assert OUTBOX_OLDEST_AGE._value.get() >= 400
+
+
+async def test_a_nats_killed_mid_batch_loses_reorders_and_duplicates_nothing(pool, tmp_path):
+    server = RestartableNats(tmp_path)
+    server.start()
+    nc = await messaging.connect(server.url, "test-relay", deadline=20)
+    await messaging.ensure_streams(nc)
+    streams = [f"p-{n}" for n in range(10)]
+    async with EventStore(pool).session(streams) as session:  # 10 streams of 60 events, interleaved
+        for version in range(1, 61):
+            await session.append([envelope(s, version, ProductRestocked(quantity=1)) for s in streams])
+    relay = OutboxRelay(pool, nc.jetstream(), interval=0.05)
+    relay.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        js = nc.jetstream()
+        while (await js.stream_info(messaging.EVENTS_STREAM)).state.last_seq < 100:
+            assert loop.time() < deadline, "the relay published nothing"
+        server.kill()  # mostly mid-batch: messages and acks in flight are lost
+        server.start()
+        deadline = loop.time() + 60
+        while await pool.fetchval("select count(*) from outbox"):
+            assert loop.time() < deadline, "the outbox never drained after the restart"
+            await asyncio.sleep(0.05)
+    finally:
+        await relay.stop()
+        stored = await stored_messages(nc.jetstream())
+        await nc.close()
+        server.kill()
+
+    committed = await pool.fetch("select event_id::text, stream_seq from events order by global_position")
+    assert [m.headers["Nats-Msg-Id"] for m in stored] == [r["event_id"] for r in committed]  # once each, in order
+    assert [m.seq for m in stored] == [r["stream_seq"] for r in committed]

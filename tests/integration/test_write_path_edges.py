@@ -155,3 +155,24 @@ async def test_orders_succeed_when_the_servers_default_isolation_is_repeatable_r
         await pool.close()
 
     assert [o for o in outcomes if isinstance(o, Exception)] == []
+
+
+async def test_racing_orders_read_what_the_locks_previous_holder_committed(pool, js):
+    """No retry allowed: an order that read its product before the previous holder's commit would
+    append a taken version and fail (the lock and the read are one statement's work: `load_streams`)."""
+    relay = OutboxRelay(pool, js, interval=0.05)
+    relay.start()
+    try:
+        handlers = CommandHandlers(
+            EventStore(pool), relay, publish_wait=5, idempotency_ttl=60, snapshot_every=3, conflict_attempts=1
+        )
+        product_id = await create(handlers, stock=20)
+        order = PlaceOrder(items=(OrderLine(product_id=product_id, quantity=1),))
+        outcomes = await asyncio.gather(
+            *(handlers.handle(request(order, actor=USER)) for _ in range(20)), return_exceptions=True
+        )
+    finally:
+        await relay.stop()
+
+    assert [o for o in outcomes if isinstance(o, Exception)] == []
+    assert await pool.fetchval("select max(version) from events where stream_id = $1", product_id) == 21

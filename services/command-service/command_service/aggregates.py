@@ -11,24 +11,35 @@ EVOLVE = {"product": product.evolve, "order": order.evolve}
 SNAPSHOTS = {"product": (product.Product, 1), "order": (order.Order, 1)}
 
 
+async def load_many(
+    session: Session, stream_type: str, stream_ids: list[str], snapshot_every: int = 0
+) -> dict[str, tuple[object | None, int]]:
+    """Each aggregate's state and version (0 if it has no events yet), from its snapshot and the events
+    after it, all read in one round trip. When `snapshot_every` or more events had to be replayed, a
+    new snapshot is saved in the same statement as the transaction's events (no round trip of its
+    own); a snapshot newer than its stream (a restore, a manual fix) is deleted."""
+    state_type, schema = SNAPSHOTS[stream_type]
+    loaded = await session.load_streams(stream_type, stream_ids, schema if snapshot_every else None)
+    aggregates = {}
+    for stream_id, (snapshot, replayed) in loaded.items():
+        state, version = None, 0
+        if snapshot is not None and not snapshot.trusted:
+            await session.delete_snapshot(stream_id)  # its events were read from version 0
+        elif snapshot is not None and snapshot.schema == schema:
+            try:
+                state, version = msgspec.json.decode(snapshot.state, type=state_type), snapshot.version
+            except msgspec.ValidationError:  # unreadable snapshot: replay everything instead
+                replayed = await session.load(stream_type, stream_id)
+        for envelope in replayed:
+            state, version = EVOLVE[stream_type](state, decode_data(envelope)), envelope.version
+        if snapshot_every and len(replayed) >= snapshot_every:  # saved with the transaction's events
+            session.snapshot_later(stream_id, stream_type, version, schema, msgspec.json.encode(state))
+        aggregates[stream_id] = (state, version)
+    return aggregates
+
+
 async def load(
     session: Session, stream_type: str, stream_id: str, snapshot_every: int = 0
 ) -> tuple[object | None, int]:
-    """The aggregate's state and version (0 if it has no events yet), from its snapshot and the events
-    after it. When `snapshot_every` or more events had to be replayed, a new snapshot is saved."""
-    state_type, schema = SNAPSHOTS[stream_type]
-    state, version = None, 0
-    snapshot = await session.load_snapshot(stream_type, stream_id) if snapshot_every else None
-    if snapshot is not None and not await session.has_version(stream_id, snapshot[1]):
-        await session.delete_snapshot(stream_id)  # newer than its stream (a restore, a manual fix): not trusted
-    elif snapshot is not None and snapshot[2] == schema:
-        try:
-            state, version = msgspec.json.decode(snapshot[0], type=state_type), snapshot[1]
-        except msgspec.ValidationError:  # unreadable snapshot: replay everything instead
-            state, version = None, 0
-    replayed = await session.load(stream_type, stream_id, after_version=version)
-    for envelope in replayed:
-        state, version = EVOLVE[stream_type](state, decode_data(envelope)), envelope.version
-    if snapshot_every and len(replayed) >= snapshot_every:
-        await session.save_snapshot(stream_id, stream_type, version, schema, msgspec.json.encode(state))
-    return state, version
+    """One aggregate's state and version: see `load_many`."""
+    return (await load_many(session, stream_type, [stream_id], snapshot_every))[stream_id]

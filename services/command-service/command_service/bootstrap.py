@@ -40,7 +40,7 @@ def create_app(settings: Settings) -> Litestar:
         nc = await messaging.connect(settings.nats_url, "command-service")
         await messaging.ensure_streams(nc)
         store = EventStore(pool)
-        relay = OutboxRelay(pool, nc.jetstream(), settings.relay_interval)
+        relay = OutboxRelay(pool, nc.jetstream(), settings.relay_interval, listen_url=settings.database_url)
         relay.start()
         responder = messaging.Responder(nc)
         await responder.serve(

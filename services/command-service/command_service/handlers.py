@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from command_service.adapters.event_store import EventStore, Session
+from command_service.adapters.event_store import EventStore, Remembered, Session
 from command_service.adapters.relay import OutboxRelay
-from command_service.aggregates import load
+from command_service.aggregates import load, load_many
 from command_service.domain import order, product
 from shop.contracts.commands import (
     AddReview,
@@ -121,6 +121,7 @@ class CommandHandlers:
                             else None
                         )
                         if stored is None:
+                            remembered = False
                             try:
                                 envelopes, result = await decide(session)
                             except ShopError as exc:
@@ -128,11 +129,14 @@ class CommandHandlers:
                                     raise
                                 stored = (error_reply(exc), None)
                             else:
-                                expected = await session.append(envelopes)
+                                reply = result_reply(result)
+                                remember = Remembered(user_id, key, request_hash, reply) if key else None
+                                expected = await session.append(envelopes, remember)  # with the reply: one trip
+                                remembered = bool(expected)
                                 self._relay.expect(expected)  # before the commit, which ends this block
                                 last = max(expected) if expected else await session.last_position(stream_ids)
-                                stored = (result_reply(result), last)
-                            if key:
+                                stored = (reply, last)
+                            if key and not remembered:
                                 await session.remember_reply(user_id, key, request_hash, *stored)
                     break
                 except ConcurrencyError:
@@ -169,7 +173,7 @@ class CommandHandlers:
         product_ids = sorted({line.product_id for line in command.items})
 
         async def on_streams(session: Session) -> tuple[list[Envelope], CommandResult]:
-            loaded = {pid: await self._load(session, "product", pid) for pid in product_ids}
+            loaded = await load_many(session, "product", product_ids, self._snapshot_every)
             placed, decreases = order.place_order(
                 order_id, meta.actor.user_id, command, {pid: state for pid, (state, _) in loaded.items()}, now
             )
@@ -200,9 +204,9 @@ class CommandHandlers:
             state, version = await self._load(session, "order", command.order_id)
             cancelled, releases = order.cancel_order(state, command, request.meta.actor)
             envelopes = self._envelopes(request.meta, "order", command.order_id, version, [cancelled])
+            products = await load_many(session, "product", list(releases), self._snapshot_every)
             for pid, release in releases.items():
-                _, product_version = await self._load(session, "product", pid)
-                envelopes += self._envelopes(request.meta, "product", pid, product_version, [release])
+                envelopes += self._envelopes(request.meta, "product", pid, products[pid][1], [release])
             return envelopes, CommandResult(id=command.order_id, version=version + 1, position=None)
 
         return await self._write(request, [command.order_id, *product_ids], on_streams)

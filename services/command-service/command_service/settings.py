@@ -10,4 +10,4 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     relay_interval: float = 0.5  # how often the outbox relay looks for unpublished events
     idempotency_ttl: float = 86_400.0  # seconds an Idempotency-Key is remembered
     conflict_attempts: int = 3  # tries of a command whose streams were appended to concurrently
-    snapshot_every: int = 50  # an aggregate is snapshotted once this many events had to be replayed; 0: never
+    snapshot_every: int = 10  # an aggregate is snapshotted once this many events had to be replayed; 0: never

@@ -11,8 +11,6 @@ from jwt.warnings import InsecureKeyLengthWarning
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware import DefineMiddleware
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,8 +21,10 @@ from gateway.dependencies import provide_actor, provide_bus, provide_min_positio
 from gateway.orders import AdminOrderController, OrderController
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.products import ProductController
+from gateway.rate_limit import rate_limit
 from gateway.settings import DEV_JWT_SECRET, Settings
 from gateway.sync import PositionFeed, SyncController
+from gateway.tokens import VerifiedTokens
 from shop import messaging
 from shop.metrics import HTTP_REQUESTS
 from shop.ops import Readiness, ops_handlers
@@ -80,17 +80,6 @@ async def allow_every_method(message: Message, scope: Scope) -> None:
             message["headers"] = [*headers, (b"allow", ", ".join(sorted(route.methods)).encode())]
 
 
-def rate_limit(settings: Settings) -> list[DefineMiddleware]:
-    if not settings.rate_limit_per_minute:
-        return []
-    config = RateLimitConfig(
-        rate_limit=("minute", settings.rate_limit_per_minute),
-        exclude=[r"^/health/", r"^/metrics$", r"^/schema(/|$)"],  # anchored: /v1/x/health is limited
-        identifier_for_request=lambda request: rate_limit_key(request, settings.jwt_secret, settings.jwt_algorithm),
-    )
-    return [config.middleware]
-
-
 def create_app(settings: Settings) -> Litestar:
     if settings.environment == "production" and settings.jwt_secret == DEV_JWT_SECRET:
         raise SystemExit("refusing to start in production with the development JWT secret: set GATEWAY_JWT_SECRET")
@@ -130,10 +119,13 @@ def create_app(settings: Settings) -> Litestar:
             "min_position": Provide(provide_min_position, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware, *rate_limit(settings)],
+        middleware=[
+            request_id_middleware,
+            *([rate_limit(settings.rate_limit_per_minute, rate_limit_key)] if settings.rate_limit_per_minute else []),
+        ],
         before_send=[add_request_id, allow_every_method],
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "verified_tokens": VerifiedTokens()}),
         openapi_config=OpenAPIConfig(title="Mobile shop API", version="1.0.0", path="/schema"),
         request_max_body_size=1_000_000,
         logging_config=None,  # shop.logs configured it

@@ -37,11 +37,22 @@ def actor_from(request: ASGIConnection, secret: str, algorithm: str) -> tuple[Ac
 
 
 def caller(connection: ASGIConnection) -> Actor | None:
-    """The request's caller, decoded once and kept in the request's state."""
+    """The request's caller, decoded once (or refused once) and kept in the request's state; a token
+    already verified by this gateway, and not expired since, is not verified again."""
     state = connection.scope.setdefault("state", {})
     if "caller" not in state:
-        settings = connection.app.state.settings
-        state["caller"] = actor_from(connection, settings.jwt_secret, settings.jwt_algorithm)
+        app_state, header = connection.app.state, connection.headers.get("authorization")
+        found = app_state.verified_tokens.get(header) if header else None
+        if found is None:
+            try:
+                found = actor_from(connection, app_state.settings.jwt_secret, app_state.settings.jwt_algorithm)
+            except Unauthorized as exc:
+                found = exc
+            if isinstance(found, tuple):
+                app_state.verified_tokens.put(header, found, found[1])
+        state["caller"] = found
+    if isinstance(state["caller"], Unauthorized):
+        raise state["caller"]
     return state["caller"][0] if state["caller"] else None
 
 
@@ -51,18 +62,19 @@ def token_expiry(connection: ASGIConnection) -> float:
     return connection.scope["state"]["caller"][1]
 
 
-def require_user(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+# guards are coroutines: Litestar would run a plain function guard in a worker thread
+async def require_user(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     if caller(connection) is None:
         raise Unauthorized("this route needs a bearer token")
 
 
-def require_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    require_user(connection, handler)
+async def require_admin(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+    await require_user(connection, handler)
     if not caller(connection).is_admin:
         raise Forbidden("this route needs the admin role")
 
 
-def json_body(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def json_body(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     """A body is JSON and says so: another Content-Type is refused rather than parsed as JSON."""
     has_body = connection.headers.get("content-length", "0") != "0" or "transfer-encoding" in connection.headers
     media_type = connection.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -74,10 +86,10 @@ USER = [require_user, json_body]  # the guards of a route for any signed-in user
 ADMIN = [require_admin, json_body]  # ... and of an admin route
 
 
-def rate_limit_key(request: Request, secret: str, algorithm: str) -> str:
+def rate_limit_key(request: Request) -> str:
     """Callers are limited per user; callers without a (valid) token per address."""
     try:
-        found = actor_from(request, secret, algorithm)
+        found = caller(request)  # kept in the request's state: the guards do not verify it again
     except Unauthorized:
         found = None
-    return f"user:{found[0].user_id}" if found else f"address:{request.client.host if request.client else 'unknown'}"
+    return f"user:{found.user_id}" if found else f"address:{request.client.host if request.client else 'unknown'}"

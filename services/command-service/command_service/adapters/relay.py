@@ -1,12 +1,20 @@
 """Outbox relay: publishes committed events to JetStream in commit order, then deletes their
-outbox rows. A crash in between re-publishes on restart; `Nats-Msg-Id` = event_id makes that safe."""
+outbox rows. A crash in between re-publishes on restart; `Nats-Msg-Id` = event_id makes that safe.
+
+A batch goes out with its acks in flight together. Each message but the batch's first carries
+`Nats-Expected-Last-Msg-Id` = the event before it, so JetStream stores it only right after that
+one: if a message is lost (a NATS restart mid-batch), the ones after it are refused rather than
+stored out of order, and the next flush starts again at the lost one."""
 
 import asyncio
+import contextlib
+import uuid
 
 import asyncpg
 import msgspec
 import structlog
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
 
 from command_service.adapters.event_store import COLUMNS, envelope_from_row
 from shop.messaging import DUPLICATE_WINDOW
@@ -16,19 +24,31 @@ log = structlog.get_logger()
 
 RELAY_LOCK = 7_100_002  # one publisher at a time across replicas keeps commit order
 BATCH = 500
+ACK_TIMEOUT = 5.0  # seconds a batch waits for its acks
+WRONG_LAST_MSG_ID = 10070  # JetStream refused a message: the stream's last one is not the event before it
+PUBLISHED_CHANNEL = "outbox_published"  # NOTIFY after a relay committed a batch's sequences
+RECHECK = 1.0  # seconds between looks at the events table while no notification says anything
+AGE_CHECK_EVERY = 1.0  # seconds between two checks of the outbox's oldest row
 # a row older than this may be re-published after JetStream forgot its id, i.e. duplicated
 OUTBOX_AGE_ALERT = DUPLICATE_WINDOW / 2
 
 
 class OutboxRelay:
-    def __init__(self, pool: asyncpg.Pool, js: JetStreamContext, interval: float) -> None:
-        self._pool, self._js, self._interval = pool, js, interval
+    def __init__(
+        self, pool: asyncpg.Pool, js: JetStreamContext, interval: float, listen_url: str | None = None
+    ) -> None:
+        """With `listen_url` a connection of its own LISTENs for other replicas' relays, so a command
+        waiting for its events learns at once that another replica published them."""
+        self._pool, self._js, self._interval, self._listen_url = pool, js, interval, listen_url
         self._waiting: dict[int, asyncio.Future[int]] = {}
         self._wake = asyncio.Event()
         self._backoff_until = 0.0  # while failing, commands do not wake the relay before this time
         self._lock = asyncio.Lock()
         self._stopping = False
         self._task: asyncio.Task | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._lookups: set[asyncio.Task] = set()
+        self._id = uuid.uuid4().hex  # the payload of this relay's notifications, which it ignores
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -38,6 +58,8 @@ class OutboxRelay:
         self._wake.set()
         if self._task is not None:
             await self._task
+        if self._listener is not None:
+            await self._listener.close()
 
     def expect(self, positions: list[int]) -> None:
         """Call with the global positions of new events before their transaction commits: a flush that
@@ -52,23 +74,33 @@ class OutboxRelay:
 
     async def published(self, position: int, timeout: float) -> int | None:
         """The JetStream sequence of the event at this global position once published, None if not in
-        time. Published here (and `expect`ed), it is known at once; published earlier or by another
-        replica's relay, it is read from the events table, where every relay records it."""
-        future = self._waiting.get(position)
+        time. Published by this relay it is known at once; published earlier or by another replica's
+        relay, it is read from the events table, where every relay records it (on its notification,
+        and every RECHECK seconds)."""
         loop = asyncio.get_running_loop()
+        future = self._waiting.get(position)
+        ours = future is None
+        if ours:
+            future = self._waiting[position] = loop.create_future()
         if loop.time() >= self._backoff_until:
             self._wake.set()
         deadline = loop.time() + timeout
-        while True:
-            if future is not None:
-                await asyncio.wait([future], timeout=max(0.0, min(0.1, deadline - loop.time())))
+        try:
+            if ours and (recorded := await self._recorded(position)) is not None:
+                return recorded
+            while True:
+                await asyncio.wait([future], timeout=max(0.0, min(RECHECK, deadline - loop.time())))
                 if future.done():
                     return future.result()
-            recorded = await self._pool.fetchval("select stream_seq from events where global_position = $1", position)
-            if recorded is not None or loop.time() >= deadline:
-                return recorded
-            if future is None:
-                await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
+                recorded = await self._recorded(position)
+                if recorded is not None or loop.time() >= deadline:
+                    return recorded
+        finally:
+            if ours:
+                self._waiting.pop(position, None)
+
+    async def _recorded(self, position: int) -> int | None:
+        return await self._pool.fetchval("select stream_seq from events where global_position = $1", position)
 
     async def check_outbox_age(self) -> float:
         """Seconds the oldest unpublished event has waited (also the metric); raises past the alert age."""
@@ -85,12 +117,14 @@ class OutboxRelay:
     async def _run(self) -> None:
         delay = self._interval
         loop = asyncio.get_running_loop()
+        age_checked = 0.0
         while not self._stopping:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except TimeoutError:
                 pass
             self._wake.clear()
+            await self._keep_listening()
             try:
                 while await self.flush() == BATCH:
                     pass
@@ -100,11 +134,50 @@ class OutboxRelay:
                 self._backoff_until = loop.time() + delay
                 self._wake.clear()  # a command's earlier nudge does not cut the backoff short
                 log.warning("relay_failed", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
-            try:
-                await self.check_outbox_age()
-            except Exception as exc:
-                log.error("outbox_too_old", error=str(exc))
+            if loop.time() - age_checked >= AGE_CHECK_EVERY:  # not once a batch: that is a query a command
+                age_checked = loop.time()
+                try:
+                    await self.check_outbox_age()
+                except Exception as exc:
+                    log.error("outbox_too_old", error=str(exc))
         await self.flush()
+
+    async def _keep_listening(self) -> None:
+        if self._listen_url is None or (self._listener is not None and not self._listener.is_closed()):
+            return
+        try:
+            self._listener = await asyncpg.connect(self._listen_url)
+            await self._listener.add_listener(PUBLISHED_CHANNEL, self._on_published)
+        except (OSError, asyncpg.PostgresError) as exc:
+            self._listener = None
+            log.warning("relay_listen_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        self._on_published()  # what was published while nobody listened
+
+    def _on_published(self, *notification: object) -> None:
+        if notification and notification[-1] == self._id:
+            return  # its own batch: what it published is already resolved
+        if any(not f.done() for f in self._waiting.values()):
+            lookup = asyncio.get_running_loop().create_task(self._resolve_recorded())
+            self._lookups.add(lookup)
+            lookup.add_done_callback(self._lookups.discard)
+
+    async def _resolve_recorded(self) -> None:
+        """Another replica's relay committed a batch: the waiting events it published learn their sequence."""
+        positions = [p for p, f in self._waiting.items() if not f.done()]
+        with contextlib.suppress(Exception):  # a missed look is made up by `published`'s recheck
+            rows = await self._pool.fetch(
+                """select global_position, stream_seq from events
+                   where global_position = any($1::bigint[]) and stream_seq is not null""",
+                positions,
+            )
+            self._resolve([r["global_position"] for r in rows], [r["stream_seq"] for r in rows])
+
+    def _resolve(self, positions: list[int], sequences: list[int]) -> None:
+        for position, sequence in zip(positions, sequences, strict=True):
+            future = self._waiting.get(position)
+            if future is not None and not future.done():
+                future.set_result(sequence)
 
     async def flush(self) -> int:
         """Publish one batch of outbox rows in commit order; returns how many were published. When a
@@ -117,36 +190,63 @@ class OutboxRelay:
                 f"""select o.global_position, {COLUMNS} from outbox o join events e using (global_position)
                     order by o.global_position limit {BATCH}"""
             )
-            positions, sequences, failure = [], [], None
-            for row in rows:
-                envelope = envelope_from_row(row)
-                try:
-                    ack = await self._js.publish(
-                        envelope.subject, msgspec.json.encode(envelope), headers={"Nats-Msg-Id": envelope.event_id}
-                    )
-                except Exception as exc:
-                    failure = exc
-                    break
-                EVENTS_PUBLISHED.inc()
-                positions.append(row["global_position"])
-                sequences.append(ack.seq)
+            positions, sequences, failure = await self._publish(rows)
             await self._record(conn, positions, sequences)
-        if failure is not None:
+        if isinstance(failure, APIError) and failure.err_code == WRONG_LAST_MSG_ID and positions:
+            self._wake.set()  # the stream's last message was not ours (a restarted NATS forgets it): go on from here
+        elif failure is not None:
             raise failure
         return len(positions)
 
+    async def _publish(self, rows: list[asyncpg.Record]) -> tuple[list[int], list[int], Exception | None]:
+        """Publishes the rows with their acks in flight together; returns the global positions and stream
+        sequences of the leading rows acknowledged, and the failure that ended them (None if none did)."""
+        acks: list[asyncio.Future] = []
+        failure: Exception | None = None
+        previous: str | None = None
+        for row in rows:
+            envelope = envelope_from_row(row)
+            headers = {"Nats-Msg-Id": envelope.event_id}
+            if previous is not None:
+                headers["Nats-Expected-Last-Msg-Id"] = previous
+            try:
+                acks.append(
+                    await self._js.publish_async(envelope.subject, msgspec.json.encode(envelope), headers=headers)
+                )
+            except Exception as exc:
+                failure = exc
+                break
+            previous = envelope.event_id
+        if acks:
+            await asyncio.wait(acks, timeout=ACK_TIMEOUT)
+        positions, sequences = [], []
+        for row, ack in zip(rows, acks, strict=False):
+            if not ack.done() or ack.cancelled():
+                failure = TimeoutError(f"no ack from JetStream within {ACK_TIMEOUT}s")
+            elif ack.exception() is not None:
+                failure = ack.exception()
+            else:
+                positions.append(row["global_position"])
+                sequences.append(ack.result().seq)
+                continue
+            break
+        for ack in acks:
+            ack.cancel()  # those still waiting: the client forgets them
+        EVENTS_PUBLISHED.inc(len(positions))
+        return positions, sequences, failure
+
     async def _record(self, conn: asyncpg.Connection, positions: list[int], sequences: list[int]) -> None:
+        """The batch's sequences and the removal of its outbox rows in one statement; other replicas are told."""
         if not positions:
             return
         await conn.execute(
-            """update events set stream_seq = p.seq
-               from unnest($1::bigint[], $2::bigint[]) as p(global_position, seq)
-               where events.global_position = p.global_position""",
+            f"""with published as (select * from unnest($1::bigint[], $2::bigint[]) as p(global_position, seq)),
+                recorded as (update events set stream_seq = p.seq from published p
+                             where events.global_position = p.global_position)
+                delete from outbox where global_position in (select global_position from published)
+                returning pg_notify('{PUBLISHED_CHANNEL}', $3)""",
             positions,
             sequences,
+            self._id,
         )
-        await conn.execute("delete from outbox where global_position = any($1::bigint[])", positions)
-        for position, sequence in zip(positions, sequences, strict=True):
-            future = self._waiting.get(position)
-            if future is not None and not future.done():
-                future.set_result(sequence)
+        self._resolve(positions, sequences)
