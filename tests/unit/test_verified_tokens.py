@@ -1,6 +1,6 @@
 """The gateway's cache of verified tokens: an entry lasts until the token expires, and the cache is bounded."""
 
-from gateway.tokens import VerifiedTokens
+from gateway.verified_tokens import VerifiedTokens
 
 
 class Clock:

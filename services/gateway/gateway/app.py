@@ -24,7 +24,7 @@ from gateway.products import ProductController
 from gateway.rate_limit import rate_limit
 from gateway.settings import DEV_JWT_SECRET, Settings
 from gateway.sync import PositionFeed, SyncController
-from gateway.tokens import VerifiedTokens
+from gateway.verified_tokens import VerifiedTokens
 from shop import messaging
 from shop.metrics import HTTP_REQUESTS
 from shop.ops import Readiness, ops_handlers
