@@ -1,5 +1,6 @@
 """How events change the analytics counters (pure): a list of Redis commands to run atomically."""
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from shop.contracts.events import (
@@ -52,3 +53,19 @@ def order_totals(
             ["HSET", keys.product_names, item.product_id, item.name],
         ]
     return changes
+
+
+def merge(commands: Iterable[list]) -> list[list]:
+    """One command per key and field: increments added up, the last value set (HSET, ZADD)."""
+    merged: dict[tuple, list] = {}
+    for command in commands:
+        name, key = command[0], command[1]
+        if name == "HINCRBY":
+            found = merged.setdefault((name, key, command[2]), [name, key, command[2], 0])
+            found[3] += command[3]
+        elif name == "ZINCRBY":
+            found = merged.setdefault((name, key, command[3]), [name, key, 0, command[3]])
+            found[2] += command[2]
+        else:  # HSET key field value, ZADD key score member
+            merged[name, key, command[2] if name == "HSET" else command[3]] = command
+    return list(merged.values())

@@ -4,7 +4,9 @@
 A batch is one Lua script call: for each event it checks the aggregate's last applied version (an
 older one is skipped, a gap is rejected and blocks that aggregate's later events) and runs the counter
 changes, and, when nothing is rejected, moves the checkpoint (`<generation>checkpoint`: position and
-parked aggregates), all in one atomic step; the checkpoint never moves back. Redis runs with
+parked aggregates), all in one atomic step; the checkpoint never moves back. A batch whose every
+aggregate continues where it stopped (a replay, the live flow) goes as its merged changes instead,
+a fraction of the commands; a batch that does not is refused whole and sent event by event. Redis runs with
 `appendfsync always`, so a script's reply means its effect is on disk."""
 
 from collections.abc import Sequence
@@ -13,12 +15,24 @@ from typing import NamedTuple
 import msgspec
 from redis.asyncio import Redis
 
-from projector_analytics.changes import analytics_changes
+from projector_analytics.changes import analytics_changes, merge
 from shop.projection.engine import Checkpoint, Event
 from shop.projection.rebuild import RebuildState
 from shop.read_models import AnalyticsKeys, analytics_checkpoint, analytics_pointer
 
-APPLY = """
+# the checkpoint moves only forward; '' for no checkpoint
+CHECKPOINT = """
+local function store_checkpoint(prefix, position, parked)
+  local key = prefix .. 'checkpoint'
+  if position ~= '' and tonumber(position) >= tonumber(redis.call('HGET', key, 'position') or '0') then
+    redis.call('HSET', key, 'position', position, 'parked', parked)
+  end
+end
+"""
+
+APPLY = (
+    CHECKPOINT
+    + """
 local prefix = ARGV[1]
 local applied_key = prefix .. 'applied'
 local rejected, blocked = {}, {}
@@ -41,13 +55,46 @@ for _, e in ipairs(cjson.decode(ARGV[2])) do
     end
   end
 end
-local checkpoint = prefix .. 'checkpoint'
-if ARGV[3] ~= '' and #rejected == 0
-   and tonumber(ARGV[3]) >= tonumber(redis.call('HGET', checkpoint, 'position') or '0') then
-  redis.call('HSET', checkpoint, 'position', ARGV[3], 'parked', ARGV[4])
+if #rejected == 0 then
+  store_checkpoint(prefix, ARGV[3], ARGV[4])
 end
 return cjson.encode(rejected)
 """
+)
+
+# The same batch with its changes merged (increments added up, the last value set) and its aggregates'
+# versions checked and moved at once: far fewer commands. Refused (nothing written) unless every
+# aggregate's first version in the batch is the next one: APPLY, event by event, decides then.
+# ARGV: prefix, [[aggregate, first version, last version], ...], [command, ...], position, parked.
+APPLY_MERGED = (
+    CHECKPOINT
+    + """
+local prefix = ARGV[1]
+local applied_key = prefix .. 'applied'
+local aggregates, ids, versions = cjson.decode(ARGV[2]), {}, {}
+for i, a in ipairs(aggregates) do
+  ids[i] = a[1]
+  versions[2 * i - 1], versions[2 * i] = a[1], a[3]
+end
+if #ids > 0 then
+  local applied = redis.call('HMGET', applied_key, unpack(ids))
+  for i, a in ipairs(aggregates) do
+    if tonumber(applied[i] or '0') ~= a[2] - 1 then
+      return 'event by event'
+    end
+  end
+end
+for _, change in ipairs(cjson.decode(ARGV[3])) do
+  change[2] = prefix .. change[2]
+  redis.call(unpack(change))
+end
+if #ids > 0 then
+  redis.call('HSET', applied_key, unpack(versions))
+end
+store_checkpoint(prefix, ARGV[4], ARGV[5])
+return '[]'
+"""
+)
 
 # KEYS: pointer, generation counter. The first generation, unless there is an active one.
 ENSURE = """
@@ -74,7 +121,8 @@ parked_decoder = msgspec.json.Decoder(dict[str, int])
 
 class Changes(NamedTuple):
     rejected: dict[int, str]  # by the projection's own code
-    batch: bytes  # [[seq, aggregate, version, [command, ...]], ...] for the script, b"" for none
+    events: list  # [[seq, aggregate, version, [command, ...]], ...] for APPLY
+    merged: tuple[bytes, bytes] | None  # the aggregates and the merged commands for APPLY_MERGED, if it may
 
 
 class AnalyticsStore:
@@ -86,13 +134,16 @@ class AnalyticsStore:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis, self.name = redis, prefix
         self._apply = redis.register_script(APPLY)
+        self._apply_merged = redis.register_script(APPLY_MERGED)
 
     async def checkpoint(self) -> Checkpoint:
         position, parked = await self._redis.hmget(analytics_checkpoint(self.name), "position", "parked")
         return Checkpoint(position=int(position or 0), parked=parked_decoder.decode(parked) if parked else {})
 
-    async def prepare(self, events: Sequence[Event]) -> "Changes":
+    async def prepare(self, events: Sequence[Event]) -> Changes:
         batch, rejected, blocked = [], {}, {}
+        versions: dict[str, list[int]] = {}  # aggregate -> [first, last] version in the batch
+        in_order = True
         for seq, envelope, event in events:
             if envelope.stream_id in blocked:
                 rejected[seq] = f"parked behind #{blocked[envelope.stream_id]}"
@@ -103,20 +154,34 @@ class AnalyticsStore:
                 blocked[envelope.stream_id], rejected[seq] = seq, f"{type(exc).__name__}: {exc}"
                 continue
             batch.append((seq, envelope.stream_id, envelope.version, changes))
-        return Changes(rejected, msgspec.json.encode(batch) if batch else b"")
+            span = versions.setdefault(envelope.stream_id, [envelope.version, envelope.version - 1])
+            in_order = in_order and envelope.version == span[1] + 1
+            span[1] = envelope.version
+        merged = None
+        if batch and in_order and not rejected:
+            aggregates = [[aggregate, first, last] for aggregate, (first, last) in versions.items()]
+            commands = merge(command for *_, changes in batch for command in changes)
+            merged = (msgspec.json.encode(aggregates), msgspec.json.encode(commands))
+        return Changes(rejected, batch, merged)
 
-    async def send(self, prepared: "Changes", checkpoint: Checkpoint | None) -> dict[int, str]:
+    async def send(self, prepared: Changes, checkpoint: Checkpoint | None) -> dict[int, str]:
         rejected = dict(prepared.rejected)
         if rejected:
             checkpoint = None
-        if prepared.batch or checkpoint:  # the checkpoint goes with the changes, in one step, when none is rejected
-            args = [self.name, prepared.batch or b"[]", checkpoint.position if checkpoint else ""]
-            answer = await self._apply(args=[*args, msgspec.json.encode(checkpoint.parked if checkpoint else {})])
+        position = checkpoint.position if checkpoint else ""
+        parked = msgspec.json.encode(checkpoint.parked if checkpoint else {})
+        if prepared.merged is not None:
+            answer = await self._apply_merged(args=[self.name, *prepared.merged, position, parked])
+            if answer != b"event by event":
+                return rejected
+        if prepared.events or checkpoint:  # the checkpoint goes with the changes, in one step, when none is rejected
+            args = [self.name, msgspec.json.encode(prepared.events), position, parked]
+            answer = await self._apply(args=args)
             rejected.update({int(seq): why for seq, why in (msgspec.json.decode(answer) or [])})  # {}: empty
         return rejected
 
     async def commit(self, checkpoint: Checkpoint) -> None:
-        await self.send(Changes({}, b""), checkpoint)  # no changes, only the checkpoint
+        await self.send(Changes({}, [], None), checkpoint)  # no changes, only the checkpoint
 
     async def refresh(self) -> None:
         """Every script call is visible once it returns."""

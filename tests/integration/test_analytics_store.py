@@ -1,0 +1,128 @@
+"""The analytics store against Redis: a batch sent as merged changes leaves the same counters as the
+same batch event by event, and a batch the merged script cannot take (applied already, a gap) is
+decided event by event."""
+
+import uuid
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+from redis.asyncio import Redis
+
+from projector_analytics.adapters.counters import AnalyticsStore, Changes
+from shop.contracts.events import (
+    Envelope,
+    OrderCancelled,
+    OrderItem,
+    OrderPaid,
+    OrderPlaced,
+    ProductCreated,
+    ReviewAdded,
+)
+from shop.projection.engine import Checkpoint, Event
+
+from ..conftest import REDIS_URL
+
+
+@pytest.fixture
+async def redis():
+    client = Redis.from_url(REDIS_URL)
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    yield client, prefix
+    async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        await client.delete(key)
+    await client.aclose()
+
+
+def history() -> list[Event]:
+    """Products, reviews and orders, some cancelled, with every aggregate's versions in order."""
+    versions: dict[str, int] = {}
+    events: list[Event] = []
+
+    def add(stream_id: str, stream_type: str, event) -> None:
+        versions[stream_id] = versions.get(stream_id, 0) + 1
+        envelope = Envelope(
+            event_id=str(uuid.uuid4()),
+            type=type(event).__name__,
+            stream_id=stream_id,
+            stream_type=stream_type,
+            version=versions[stream_id],
+            occurred_at=datetime.now(UTC),
+            data=msgspec.Raw(msgspec.json.encode(event)),
+        )
+        events.append(Event(len(events) + 1, envelope, event))
+
+    products = [f"p{n}" for n in range(5)]
+    for n, product in enumerate(products):
+        add(
+            product,
+            "product",
+            ProductCreated(name=f"P{n}", description="", price=100 * (n + 1), stock=50, category="c", seller_id="s"),
+        )
+        add(product, "product", ReviewAdded(user_id="u", rating=n % 5 + 1, text=""))
+    for n in range(40):
+        items = (
+            OrderItem(
+                product_id=products[n % 5],
+                name=f"P{n % 5}",
+                quantity=n % 3 + 1,
+                unit_price=100,
+                line_total=100 * (n % 3 + 1),
+            ),
+        )
+        placed_at = datetime(2026, 11, 20 + n % 3, 12, tzinfo=UTC)
+        order = f"o{n}"
+        add(order, "order", OrderPlaced(user_id="u", items=items, total=items[0].line_total, placed_at=placed_at))
+        if n % 4 == 0:
+            add(order, "order", OrderPaid(by="u"))
+        if n % 5 == 0:
+            add(order, "order", OrderCancelled(by="u", items=items, total=items[0].line_total, placed_at=placed_at))
+    return events
+
+
+async def counters(redis: Redis, prefix: str) -> dict:
+    found = {}
+    async for key in redis.scan_iter(match=f"{prefix}*", count=1000):
+        kind = await redis.type(key)
+        name = key.decode().removeprefix(prefix)
+        if kind == b"hash":
+            found[name] = await redis.hgetall(key)
+        elif kind == b"zset":
+            found[name] = await redis.zrange(key, 0, -1, withscores=True)
+    return found
+
+
+async def send(store: AnalyticsStore, events: list[Event], merged: bool) -> dict[int, str]:
+    prepared = await store.prepare(events)
+    if not merged:
+        prepared = Changes(prepared.rejected, prepared.events, None)
+    return await store.send(prepared, Checkpoint(position=events[-1].seq))
+
+
+async def test_merged_batches_leave_the_counters_of_event_by_event_batches(redis):
+    client, prefix = redis
+    merged, one_by_one = AnalyticsStore(client, f"{prefix}a:"), AnalyticsStore(client, f"{prefix}b:")
+    events = history()
+    for start in range(0, len(events), 17):
+        batch = events[start : start + 17]
+        assert (await merged.prepare(batch)).merged is not None  # versions in order: it may go merged
+        assert await send(merged, batch, merged=True) == {}
+        assert await send(one_by_one, batch, merged=False) == {}
+    assert await counters(client, f"{prefix}a:") == await counters(client, f"{prefix}b:")
+    assert (await merged.checkpoint()).position == events[-1].seq
+
+
+async def test_a_batch_applied_already_or_with_a_gap_is_decided_event_by_event(redis):
+    client, prefix = redis
+    store = AnalyticsStore(client, f"{prefix}a:")
+    events = history()
+    assert await send(store, events[:30], merged=True) == {}
+    before = await counters(client, f"{prefix}a:")
+    assert await send(store, events[10:30], merged=True) == {}  # applied already: changes nothing
+    assert await counters(client, f"{prefix}a:") == before
+    gapped = AnalyticsStore(client, f"{prefix}c:")
+    review = events[1]  # the first product's second event, without its first
+    assert review.envelope.version == 2
+    rejected = await send(gapped, [review], merged=True)
+    assert list(rejected) == [review.seq] and "out of order" in rejected[review.seq]
+    assert await counters(client, f"{prefix}c:") == {}
