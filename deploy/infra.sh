@@ -53,6 +53,9 @@ nats_start() {
   port_open "$NATS_PORT" && die "port $NATS_PORT is taken by another process"
   mkdir -p "$dir/jetstream"
   STARTED+=(nats)
+  # the users and permissions of docker-compose (one list: deploy/nats/auth.conf), their passwords
+  # from deploy/secrets.sh in the server's environment; nats-server includes only relative paths
+  cp "$ROOT/deploy/nats/auth.conf" "$dir/auth.conf"
   cat >"$dir/nats.conf" <<EOF
 listen: 127.0.0.1:$NATS_PORT
 http: 127.0.0.1:${NATS_MONITOR_PORT:-8222}
@@ -63,10 +66,14 @@ jetstream {
   max_memory_store: 256MB
   max_file_store: 4GB
 }
+include "auth.conf"
 EOF
-  setsid nohup nats-server -c "$dir/nats.conf" >>"$LOGS/nats.log" 2>&1 </dev/null 9>&- &
+  (
+    eval "$(RUN_DIR=$RUN_DIR "$ROOT/deploy/secrets.sh" nats-env)"
+    exec setsid nohup nats-server -c "$dir/nats.conf" >>"$LOGS/nats.log" 2>&1 </dev/null 9>&-
+  ) &
   wait_for nats 30 port_open "$NATS_PORT"
-  log "nats up on 127.0.0.1:$NATS_PORT (JetStream store $dir/jetstream)"
+  log "nats up on 127.0.0.1:$NATS_PORT (JetStream store $dir/jetstream; users of deploy/nats/auth.conf)"
 }
 nats_stop() { stop_pidfile nats "$RUN_DIR/nats/nats.pid"; }
 

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from shop.ops import PROCESSES
 from shop.read_models import PROJECTORS
-from tests.conftest import OPENSEARCH_URL, REDIS_URL, free_port, new_database
+from tests.conftest import OPENSEARCH_URL, REDIS_URL, NatsServer, free_port, new_database
 
 ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "e2e-secret-that-is-long-enough-for-hs256"
@@ -35,7 +35,7 @@ SERVICES_SH = str(ROOT / "deploy" / "services.sh")
 class System:
     gateway: str
     ports: dict[str, int]
-    nats_url: str
+    nats: NatsServer  # its users' passwords, the actor key and the ops token are in its run folder
     database_url: str
     index_prefix: str
     env: dict[str, str]  # what deploy/services.sh started the processes with
@@ -43,6 +43,11 @@ class System:
     def token(self, user_id: str, *roles: str) -> dict[str, str]:
         claims = {"sub": user_id, "roles": list(roles), "exp": int(time.time()) + 3600}
         return {"Authorization": "Bearer " + jwt.encode(claims, JWT_SECRET, "HS256")}
+
+    @property
+    def ops(self) -> dict[str, str]:
+        """What the projectors' state-changing ops endpoints need."""
+        return {"Authorization": f"Bearer {self.nats.secret('ops-token')}"}
 
     def pid(self, service: str) -> int:
         return int((Path(self.env["RUN_DIR"]) / "pids" / f"{service}.pid").read_text())
@@ -78,7 +83,7 @@ class System:
 
 
 @asynccontextmanager
-async def running_system(run_dir: Path, nats_url: str, **settings: str) -> AsyncIterator[System]:
+async def running_system(run_dir: Path, nats: NatsServer, **settings: str) -> AsyncIterator[System]:
     """The six processes against their own database, key and index prefixes; `settings` override the
     environment they are started with (e.g. OPENSEARCH_URL through a proxy)."""
     ports = {name: free_port() for name in PROCESSES}
@@ -88,7 +93,8 @@ async def running_system(run_dir: Path, nats_url: str, **settings: str) -> Async
         env = {
             **os.environ,
             "RUN_DIR": str(run_dir),
-            "NATS_URL": nats_url,
+            "NATS_URL": nats.url,
+            "SECRETS_DIR": str(nats.secrets),
             "DATABASE_URL": database_url,
             "REDIS_URL": REDIS_URL,
             "OPENSEARCH_URL": OPENSEARCH_URL,
@@ -102,7 +108,7 @@ async def running_system(run_dir: Path, nats_url: str, **settings: str) -> Async
         system = System(
             gateway=f"http://127.0.0.1:{ports['gateway']}",
             ports=ports,
-            nats_url=nats_url,
+            nats=nats,
             database_url=database_url,
             index_prefix=prefix,
             env=env,
@@ -121,8 +127,8 @@ async def running_system(run_dir: Path, nats_url: str, **settings: str) -> Async
 
 
 @pytest.fixture(scope="session")
-async def system(nats_url, tmp_path_factory) -> AsyncIterator[System]:
-    async with running_system(tmp_path_factory.mktemp("run"), nats_url) as system:
+async def system(nats, tmp_path_factory) -> AsyncIterator[System]:
+    async with running_system(tmp_path_factory.mktemp("run"), nats) as system:
         yield system
 
 

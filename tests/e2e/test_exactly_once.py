@@ -2,7 +2,6 @@
 
 import uuid
 
-import nats
 import pytest
 from opensearchpy import AsyncOpenSearch
 from redis.asyncio import Redis
@@ -17,9 +16,13 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 async def js(system):
-    nc = await nats.connect(system.nats_url)
-    yield nc.jetstream()
+    """As the command-service, the one user that may publish events (reading them back as ops)."""
+    nc, reader = await system.nats.connect("command-service"), await system.nats.connect("ops")
+    js = nc.jetstream()
+    js.get_msg, js.stream_info = reader.jetstream().get_msg, reader.jetstream().stream_info
+    yield js
     await nc.close()
+    await reader.close()
 
 
 async def test_events_published_twice_change_nothing(client, system, js):

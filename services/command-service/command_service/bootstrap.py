@@ -37,12 +37,12 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url, settings.database_pool_size)
         await migrate(pool)
-        nc = await messaging.connect(settings.nats_url, "command-service")
+        nc = await messaging.connect(settings.nats_url, "command-service", settings.nats_password)
         await messaging.ensure_streams(nc)
         store = EventStore(pool)
         relay = OutboxRelay(pool, nc.jetstream(), settings.relay_interval)
         relay.start()
-        responder = messaging.Responder(nc)
+        responder = messaging.Responder(nc, settings.actor_key)
         await responder.serve(
             "cmd.>",
             "command-service",

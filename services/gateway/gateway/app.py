@@ -1,13 +1,12 @@
-"""The gateway app: public API under /v1, ops endpoints, OpenAPI at /schema."""
+"""The gateway app: public API under /v1, OpenAPI at /schema; its ops endpoints (health, metrics) are a
+second app (`state.ops_app`) on their own port, OPS_PORT."""
 
 import time
 import uuid
-import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from jwt.warnings import InsecureKeyLengthWarning
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -23,11 +22,12 @@ from gateway.dependencies import provide_actor, provide_bus, provide_min_positio
 from gateway.orders import AdminOrderController, OrderController
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.products import ProductController
-from gateway.settings import DEV_JWT_SECRET, Settings
+from gateway.settings import Settings
 from gateway.sync import PositionFeed, SyncController
+from gateway.tokens import TokenVerifier
 from shop import messaging
 from shop.metrics import HTTP_REQUESTS
-from shop.ops import Readiness, ops_handlers
+from shop.ops import Readiness, ops_app
 
 log = structlog.get_logger()
 
@@ -80,29 +80,32 @@ async def allow_every_method(message: Message, scope: Scope) -> None:
             message["headers"] = [*headers, (b"allow", ", ".join(sorted(route.methods)).encode())]
 
 
-def rate_limit(settings: Settings) -> list[DefineMiddleware]:
+def rate_limit(settings: Settings, tokens: TokenVerifier) -> list[DefineMiddleware]:
     if not settings.rate_limit_per_minute:
         return []
     config = RateLimitConfig(
         rate_limit=("minute", settings.rate_limit_per_minute),
         exclude=[r"^/health/", r"^/metrics$", r"^/schema(/|$)"],  # anchored: /v1/x/health is limited
-        identifier_for_request=lambda request: rate_limit_key(request, settings.jwt_secret, settings.jwt_algorithm),
+        identifier_for_request=lambda request: rate_limit_key(request, tokens),
     )
     return [config.middleware]
 
 
 def create_app(settings: Settings) -> Litestar:
-    if settings.environment == "production" and settings.jwt_secret == DEV_JWT_SECRET:
-        raise SystemExit("refusing to start in production with the development JWT secret: set GATEWAY_JWT_SECRET")
-    if settings.jwt_secret == DEV_JWT_SECRET:
-        log.warning("development_jwt_secret", detail="tokens are signed with 'dev-secret'; set GATEWAY_JWT_SECRET")
-        warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)  # said once above, not per request
+    tokens = TokenVerifier(
+        settings.jwt_secret,
+        settings.jwt_jwks_url,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        settings.jwt_leeway,
+        settings.jwt_jwks_refetch,
+    )
     readiness = Readiness()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        nc = await messaging.connect(settings.nats_url, "gateway")
-        app.state.bus = Bus(nc, settings.command_timeout, settings.query_timeout)
+        nc = await messaging.connect(settings.nats_url, "gateway", settings.nats_password)
+        app.state.bus = Bus(nc, settings.actor_key, settings.command_timeout, settings.query_timeout)
         app.state.feed = PositionFeed(settings.sync_streams_per_user, settings.sync_streams_total)
         await app.state.feed.start(nc)
         readiness.checks.update(nats=lambda: nc.flush(timeout=1))
@@ -121,7 +124,6 @@ def create_app(settings: Settings) -> Litestar:
             AdminOrderController,
             AnalyticsController,
             SyncController,
-            *ops_handlers(readiness),
         ],
         dependencies={
             "bus": Provide(provide_bus, sync_to_thread=False),
@@ -130,10 +132,10 @@ def create_app(settings: Settings) -> Litestar:
             "min_position": Provide(provide_min_position, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[request_id_middleware, *rate_limit(settings)],
+        middleware=[request_id_middleware, *rate_limit(settings, tokens)],
         before_send=[add_request_id, allow_every_method],
         lifespan=[lifespan],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "tokens": tokens, "ops_app": ops_app(readiness, None)}),
         openapi_config=OpenAPIConfig(title="Mobile shop API", version="1.0.0", path="/schema"),
         request_max_body_size=1_000_000,
         logging_config=None,  # shop.logs configured it

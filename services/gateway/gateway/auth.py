@@ -1,19 +1,17 @@
 """Bearer JWT -> Actor (`sub` is the user id, `roles` a list; "admin" opens the admin routes).
 Route guards check the caller before anything reads the body."""
 
-import jwt
 import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
+from gateway.tokens import TokenVerifier
 from shop.contracts.commands import Actor
-from shop.errors import Forbidden, Unauthorized, UnsupportedMediaType
-
-CLOCK_SKEW = 30  # seconds a token's `exp` may lie behind this gateway's clock
+from shop.errors import Forbidden, Unauthorized, Unavailable, UnsupportedMediaType
 
 
-def actor_from(request: ASGIConnection, secret: str, algorithm: str) -> tuple[Actor, float] | None:
+def actor_from(request: ASGIConnection, tokens: TokenVerifier) -> tuple[Actor, float] | None:
     """The caller and when its token expires (Unix time); None without a token."""
     header = request.headers.get("authorization")
     if header is None:
@@ -21,12 +19,7 @@ def actor_from(request: ASGIConnection, secret: str, algorithm: str) -> tuple[Ac
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("use 'Authorization: Bearer <JWT>'")
-    try:
-        claims = jwt.decode(
-            token, secret, algorithms=[algorithm], options={"require": ["sub", "exp"]}, leeway=CLOCK_SKEW
-        )
-    except jwt.PyJWTError as exc:
-        raise Unauthorized(f"invalid token: {exc}") from exc
+    claims = tokens.claims(token)
     try:
         actor = msgspec.convert({"user_id": claims["sub"], "roles": claims.get("roles", [])}, Actor)
     except msgspec.ValidationError as exc:
@@ -40,8 +33,7 @@ def caller(connection: ASGIConnection) -> Actor | None:
     """The request's caller, decoded once and kept in the request's state."""
     state = connection.scope.setdefault("state", {})
     if "caller" not in state:
-        settings = connection.app.state.settings
-        state["caller"] = actor_from(connection, settings.jwt_secret, settings.jwt_algorithm)
+        state["caller"] = actor_from(connection, connection.app.state.tokens)
     return state["caller"][0] if state["caller"] else None
 
 
@@ -74,10 +66,10 @@ USER = [require_user, json_body]  # the guards of a route for any signed-in user
 ADMIN = [require_admin, json_body]  # ... and of an admin route
 
 
-def rate_limit_key(request: Request, secret: str, algorithm: str) -> str:
+def rate_limit_key(request: Request, tokens: TokenVerifier) -> str:
     """Callers are limited per user; callers without a (valid) token per address."""
     try:
-        found = actor_from(request, secret, algorithm)
-    except Unauthorized:
+        found = actor_from(request, tokens)
+    except (Unauthorized, Unavailable):
         found = None
     return f"user:{found[0].user_id}" if found else f"address:{request.client.host if request.client else 'unknown'}"

@@ -26,7 +26,7 @@ def create_app(settings: Settings) -> Litestar:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         search = AsyncOpenSearch(hosts=[settings.opensearch_url], timeout=10)
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, health_check_interval=30)
-        nc = await messaging.connect(settings.nats_url, "query-service")
+        nc = await messaging.connect(settings.nats_url, "query-service", settings.nats_password)
         try:
             await messaging.ensure_streams(nc)
             prefix = settings.index_prefix
@@ -40,7 +40,7 @@ def create_app(settings: Settings) -> Litestar:
             )
             await positions.start()
             handlers = QueryHandlers(orders, products, analytics, positions, settings.consistency_wait)
-            responder = messaging.Responder(nc)
+            responder = messaging.Responder(nc, settings.actor_key)
             await responder.serve("qry.>", "query-service", handlers.answer)
             readiness.checks.update(
                 nats=lambda: nc.flush(timeout=1), orders=orders.ping, products=products.ping, redis=analytics.ping

@@ -1,7 +1,8 @@
-from shop.settings import CommonSettings
+from shop.settings import CommonSettings, Secret
 
 
 class Settings(CommonSettings, frozen=True, kw_only=True):
+    actor_key: Secret  # the gateway's key for the caller's signature (shop.signatures); ACTOR_KEY_FILE
     http_port: int = 8002
     opensearch_url: str = "http://127.0.0.1:9200"
     index_prefix: str = ""
