@@ -10,6 +10,7 @@
 #   postgres-shop   password of the command-service's PostgreSQL role
 # Usage: deploy/secrets.sh             generate what is missing
 #        deploy/secrets.sh nats-env    also print `export <USER>_NATS_PASSWORD=...` lines for nats-server
+#        deploy/secrets.sh compose-env also print every variable docker-compose.yml requires (for .env)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,8 +30,13 @@ for name in $(printf 'nats-%s ' $NATS_USERS) $(printf 'redis-%s ' $REDIS_USERS) 
   mv "$file.tmp" "$file"
 done
 
-if [ "${1:-}" = nats-env ]; then
-  for user in $NATS_USERS; do
-    printf 'export %s_NATS_PASSWORD=%s\n' "$(echo "$user" | tr 'a-z-' 'A-Z_')" "$(cat "$SECRETS_DIR/nats-$user")"
-  done
-fi
+variable() { echo "$1" | tr 'a-z-' 'A-Z_'; }
+case "${1:-}" in
+  nats-env)
+    for user in $NATS_USERS; do printf 'export %s_NATS_PASSWORD=%s\n' "$(variable "$user")" "$(cat "$SECRETS_DIR/nats-$user")"; done ;;
+  compose-env)
+    for user in $NATS_USERS; do printf '%s_NATS_PASSWORD=%s\n' "$(variable "$user")" "$(cat "$SECRETS_DIR/nats-$user")"; done
+    for user in $REDIS_USERS; do printf 'REDIS_%s_PASSWORD=%s\n' "$(variable "$user")" "$(cat "$SECRETS_DIR/redis-$user")"; done
+    printf 'ACTOR_KEY=%s\nOPS_TOKEN=%s\nGATEWAY_JWT_SECRET=%s\nPOSTGRES_PASSWORD=%s\n' "$(cat "$SECRETS_DIR/actor-key")" \
+      "$(cat "$SECRETS_DIR/ops-token")" "$(cat "$SECRETS_DIR/jwt-secret")" "$(cat "$SECRETS_DIR/postgres-shop")" ;;
+esac

@@ -41,7 +41,11 @@ def test_an_error_reply_is_raised_again_on_the_callers_side():
         reply.raise_for_error()
 
 
+KEY = "k" * 32
+
+
 def test_settings_prefer_the_service_prefixed_variable(monkeypatch):
+    monkeypatch.setenv("ACTOR_KEY", KEY)
     monkeypatch.setenv("HTTP_PORT", "9000")
     monkeypatch.setenv("COMMAND_SERVICE_HTTP_PORT", "9001")
     monkeypatch.setenv("DATABASE_POOL_SIZE", "3")
@@ -50,8 +54,35 @@ def test_settings_prefer_the_service_prefixed_variable(monkeypatch):
 
 
 def test_a_malformed_setting_stops_the_process_with_its_name(monkeypatch):
+    monkeypatch.setenv("ACTOR_KEY", KEY)
     monkeypatch.setenv("DATABASE_POOL_SIZE", "many")
     with pytest.raises(SystemExit, match="database_pool_size"):
+        load_settings(CommandSettings, "command-service")
+
+
+def test_a_secret_is_read_from_the_file_its_file_variable_names(monkeypatch, tmp_path):
+    (tmp_path / "key").write_text(KEY + "\n")
+    (tmp_path / "nats").write_text("from-the-file")
+    monkeypatch.setenv("ACTOR_KEY_FILE", str(tmp_path / "key"))
+    monkeypatch.setenv("COMMAND_SERVICE_NATS_PASSWORD_FILE", str(tmp_path / "nats"))
+    monkeypatch.setenv("NATS_PASSWORD", "the-plain-variable-comes-after-the-prefixed-file")
+    settings = load_settings(CommandSettings, "command-service")
+    assert (settings.actor_key, settings.nats_password) == (KEY, "from-the-file")
+
+
+@pytest.mark.parametrize(("value", "error"), [(None, "missing required setting: set ACTOR_KEY"), ("short", "key")])
+def test_a_missing_or_short_secret_stops_the_process_without_showing_it(monkeypatch, tmp_path, value, error):
+    if value is not None:
+        (tmp_path / "key").write_text(value)
+        monkeypatch.setenv("ACTOR_KEY_FILE", str(tmp_path / "key"))
+    with pytest.raises(SystemExit, match=error) as stopped:
+        load_settings(CommandSettings, "command-service")
+    assert value is None or value not in str(stopped.value)
+
+
+def test_an_unreadable_secret_file_stops_the_process_with_its_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("ACTOR_KEY_FILE", str(tmp_path / "nowhere"))
+    with pytest.raises(SystemExit, match="ACTOR_KEY_FILE: cannot read"):
         load_settings(CommandSettings, "command-service")
 
 
