@@ -103,6 +103,7 @@ async def running_system(run_dir: Path, nats: NatsServer, **settings: str) -> As
             "GATEWAY_JWT_SECRET": JWT_SECRET,
             "QUERY_SERVICE_CONSISTENCY_WAIT": "1.5",
             **{f"{name.upper().replace('-', '_')}_HTTP_PORT": str(port) for name, port in ports.items()},
+            "GATEWAY_OPS_PORT": str(free_port()),
             **settings,
         }
         system = System(
