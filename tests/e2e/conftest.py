@@ -45,6 +45,11 @@ class System:
         return {"Authorization": "Bearer " + jwt.encode(claims, JWT_SECRET, "HS256")}
 
     @property
+    def ops_ports(self) -> dict[str, int]:
+        """Where each process serves health and metrics: its port, but the gateway's own ops port."""
+        return {**self.ports, "gateway": int(self.env["GATEWAY_OPS_PORT"])}
+
+    @property
     def ops(self) -> dict[str, str]:
         """What the projectors' state-changing ops endpoints need."""
         return {"Authorization": f"Bearer {self.nats.secret('ops-token')}"}
