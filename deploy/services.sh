@@ -27,7 +27,9 @@ secrets_of() { # the <SETTING>_FILE variables of one process
   echo "NATS_PASSWORD_FILE=$s/nats-$1"
   case $1 in
     gateway) echo "ACTOR_KEY_FILE=$s/actor-key JWT_SECRET_FILE=$s/jwt-secret" ;;
-    command-service | query-service) echo "ACTOR_KEY_FILE=$s/actor-key" ;;
+    command-service) echo "ACTOR_KEY_FILE=$s/actor-key DATABASE_PASSWORD_FILE=$s/postgres-command-service" ;;
+    query-service) echo "ACTOR_KEY_FILE=$s/actor-key REDIS_PASSWORD_FILE=$s/redis-query-service" ;;
+    projector-analytics) echo "OPS_TOKEN_FILE=$s/ops-token REDIS_PASSWORD_FILE=$s/redis-projector-analytics" ;;
     projector-*) echo "OPS_TOKEN_FILE=$s/ops-token" ;;
   esac
 }

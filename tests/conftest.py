@@ -15,12 +15,25 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from shop import messaging
+from shop.settings import with_password
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://shop:shop@127.0.0.1:5432/shop")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")
 ROOT = Path(__file__).resolve().parents[1]
 INFRA_SH = str(ROOT / "deploy" / "infra.sh")
+# the stores' passwords, where deploy/infra.sh (run by `just test`) had deploy/secrets.sh write them
+STORE_SECRETS = Path(os.environ.get("SECRETS_DIR") or Path(os.environ.get("RUN_DIR") or ROOT / ".run") / "secrets")
+
+
+def store_password(name: str) -> str:
+    """A password of deploy/secrets.sh (`redis-ops`, `postgres-command-service`...); "" before the first start."""
+    path = STORE_SECRETS / name
+    return path.read_text() if path.exists() else ""
+
+
+POSTGRES = f"postgresql://127.0.0.1:{os.environ.get('PG_PORT', '5432')}"
+ADMIN_DATABASE_URL = with_password(f"{POSTGRES}/shop", store_password("postgres-ops"), "shop_ops")  # creates databases
+REDIS_ADDRESS = f"redis://127.0.0.1:{os.environ.get('REDIS_PORT', '6379')}/15"  # the tests' database, no user
+REDIS_URL = with_password(REDIS_ADDRESS, store_password("redis-ops"), "ops")
+OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")
 
 
 def free_port() -> int:
@@ -108,12 +121,16 @@ def quiet_nats(tmp_path_factory) -> Iterator[NatsServer]:
 
 @asynccontextmanager
 async def new_database() -> AsyncIterator[str]:
-    """The URL of a new, empty PostgreSQL database, dropped afterwards."""
+    """A new, empty PostgreSQL database, dropped afterwards: its URL as the command-service's role `shop`, which
+    may create the event store's tables there (the database itself is `shop_ops`'s)."""
     name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(DATABASE_URL)
+    admin = await asyncpg.connect(ADMIN_DATABASE_URL)
     await admin.execute(f"create database {name}")
     try:
-        yield DATABASE_URL.rsplit("/", 1)[0] + f"/{name}"
+        inside = await asyncpg.connect(database=name, dsn=ADMIN_DATABASE_URL)
+        await inside.execute("grant create on schema public to shop")
+        await inside.close()
+        yield with_password(f"{POSTGRES}/{name}", store_password("postgres-command-service"), "shop")
     finally:
         await admin.execute(f"drop database if exists {name} with (force)")
         await admin.close()

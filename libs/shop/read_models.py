@@ -3,6 +3,10 @@
 import os
 from pathlib import Path
 
+from redis.asyncio import Redis
+
+from shop.settings import with_password
+
 ORDER_LIST = "order-list"
 ANALYTICS = "analytics"
 CATALOG = "catalog"
@@ -28,6 +32,12 @@ def ops_secret(name: str) -> str:
 def ops_headers() -> dict[str, str]:
     """What the projectors' state-changing ops endpoints ask for."""
     return {"Authorization": f"Bearer {ops_secret('ops-token')}"}
+
+
+def analytics_redis(url: str, password: str, user: str) -> Redis:
+    """The analytics read model's Redis, as the ACL user `user` (deploy/infra.sh: projector-analytics writes,
+    query-service reads)."""
+    return Redis.from_url(with_password(url, password, user), socket_timeout=5, health_check_interval=30)
 
 
 ORDERS_ALIAS = "orders"

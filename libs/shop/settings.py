@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 from typing import Annotated, TypeVar
+from urllib.parse import quote, urlsplit
 
 import msgspec
 
@@ -56,3 +57,13 @@ def read_file(variable: str) -> str:
         return Path(os.environ[variable]).read_text().rstrip("\n")
     except OSError as exc:
         raise SystemExit(f"invalid setting: {variable}: cannot read {os.environ[variable]} ({exc.strerror})") from exc
+
+
+def with_password(url: str, password: str, user: str | None = None) -> str:
+    """`url` (of PostgreSQL or Redis) logging in as `user` (else the URL's own) with `password` (a `*_PASSWORD`
+    setting, from deploy/secrets.sh). A URL that already carries a password, or no password, leaves it as it is."""
+    parts = urlsplit(url)
+    if not password or parts.password is not None:
+        return url
+    user = quote(user or parts.username or "", safe="")
+    return parts._replace(netloc=f"{user}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}").geturl()

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from shop.ops import PROCESSES
 from shop.read_models import PROJECTORS
-from tests.conftest import OPENSEARCH_URL, REDIS_URL, NatsServer, free_port, new_database
+from tests.conftest import OPENSEARCH_URL, REDIS_ADDRESS, REDIS_URL, STORE_SECRETS, NatsServer, free_port, new_database
 
 ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "e2e-secret-that-is-long-enough-for-hs256"
@@ -100,11 +100,13 @@ async def running_system(run_dir: Path, nats: NatsServer, **settings: str) -> As
             "RUN_DIR": str(run_dir),
             "NATS_URL": nats.url,
             "SECRETS_DIR": str(nats.secrets),
-            "DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_URL,
+            "DATABASE_URL": database_url,  # with the password of the command-service's role
+            "REDIS_URL": REDIS_ADDRESS,  # each as its own ACL user, with the password of the tests' Redis:
+            "QUERY_SERVICE_REDIS_PASSWORD_FILE": str(STORE_SECRETS / "redis-query-service"),
+            "PROJECTOR_ANALYTICS_REDIS_PASSWORD_FILE": str(STORE_SECRETS / "redis-projector-analytics"),
             "OPENSEARCH_URL": OPENSEARCH_URL,
             "INDEX_PREFIX": prefix,
-            "ANALYTICS_PREFIX": f"{prefix}analytics:",
+            "ANALYTICS_PREFIX": f"analytics:{prefix}",  # (the ACL users' keys are analytics:*)
             "GATEWAY_JWT_SECRET": JWT_SECRET,
             "QUERY_SERVICE_CONSISTENCY_WAIT": "1.5",
             **{f"{name.upper().replace('-', '_')}_HTTP_PORT": str(port) for name, port in ports.items()},
@@ -127,7 +129,7 @@ async def running_system(run_dir: Path, nats: NatsServer, **settings: str) -> As
             search = AsyncOpenSearch(hosts=[OPENSEARCH_URL])
             await search.indices.delete(index=f"{prefix}*", ignore_unavailable=True)
             await search.close()
-            async for key in redis.scan_iter(match=f"{prefix}*"):
+            async for key in redis.scan_iter(match=f"analytics:{prefix}*"):
                 await redis.delete(key)
             await redis.aclose()
 

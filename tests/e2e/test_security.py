@@ -6,19 +6,24 @@ import contextlib
 import time
 from pathlib import Path
 
+import asyncpg
 import httpx
 import msgspec
 import nats
 import pytest
+import redis.exceptions
 from nats.aio.client import Client as NATS
 from nats.errors import NoServersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig
+from redis.asyncio import Redis
 
 from shop.contracts.replies import reply_decoder
 from shop.messaging import EVENTS_STREAM
-from shop.read_models import PROJECTORS
+from shop.read_models import PROJECTORS, analytics_pointer
+from shop.settings import with_password
 from shop.signatures import signed
+from tests.conftest import ADMIN_DATABASE_URL, POSTGRES, REDIS_ADDRESS, STORE_SECRETS, store_password
 
 pytestmark = pytest.mark.e2e
 
@@ -29,6 +34,10 @@ SECRET_NAMES = [
     "actor-key",
     "ops-token",
     "jwt-secret",
+]
+STORE_SECRET_NAMES = [  # of the tests' Redis and PostgreSQL (deploy/infra.sh)
+    *(f"redis-{user}" for user in ("projector-analytics", "query-service", "ops")),
+    *(f"postgres-{user}" for user in ("command-service", "ops")),
 ]
 CREATE = {"type": "CreateProduct", "name": "Forged", "price": 1, "stock": 1, "category": "c", "seller_id": "s"}
 
@@ -208,8 +217,9 @@ def read_logs(*folders: Path) -> dict[str, str]:
 
 async def test_no_secret_is_in_any_log_or_error_reply(system, client):
     secrets = {name: system.nats.secret(name) for name in SECRET_NAMES}
+    secrets |= {name: store_password(name) for name in STORE_SECRET_NAMES}
     secrets["e2e JWT secret"] = system.env["GATEWAY_JWT_SECRET"]
-    assert len(secrets) >= 10
+    assert len(secrets) >= 15 and all(len(value) >= 32 for value in secrets.values())
     replies = [  # errors that could echo what they were given
         await client.get("/v1/orders", headers={"Authorization": f"Bearer {secrets['jwt-secret']}"}),
         await client.post("/v1/orders", content=secrets["actor-key"], headers=system.token("u1")),
@@ -221,7 +231,80 @@ async def test_no_secret_is_in_any_log_or_error_reply(system, client):
     texts = {f"reply {r.request.method} {r.request.url.path}": str(r.headers) + r.text for r in replies}
     logs = read_logs(Path(system.env["RUN_DIR"], "logs"), Path(system.nats.run_dir, "logs"))
     assert len(logs) >= 7  # the six processes and NATS
+    stores = STORE_SECRETS.parent / "logs"  # (deploy/infra.sh's)
+    logs |= {str(stores / name): (stores / name).read_text(errors="replace") for name in ("redis.log", "postgres.log")}
     texts |= logs
 
     leaks = [(secret, where) for secret, value in secrets.items() for where, text in texts.items() if value in text]
     assert leaks == []
+
+
+def analytics_redis_as(user: str | None) -> Redis:
+    """The tests' Redis as one ACL user of deploy/infra.sh, with its password (None: anonymous)."""
+    password = store_password(f"redis-{user}") if user else ""
+    return Redis.from_url(with_password(REDIS_ADDRESS, password, user), socket_timeout=5)
+
+
+async def test_redis_refuses_anonymous_clients_and_the_default_user():
+    for client in (analytics_redis_as(None), Redis.from_url(with_password(REDIS_ADDRESS, "guess", "default"))):
+        with pytest.raises((redis.exceptions.AuthenticationError, redis.exceptions.ResponseError)):
+            await client.ping()
+        await client.aclose()
+    ops = analytics_redis_as("ops")
+    assert await ops.ping()  # (the server is up: what was refused was the client)
+    await ops.aclose()
+
+
+async def test_the_query_services_redis_user_reads_the_analytics_keys_and_writes_nothing(system):
+    pointer = analytics_pointer(system.env["ANALYTICS_PREFIX"])
+    reader = analytics_redis_as("query-service")
+    try:
+        active = await reader.get(pointer)
+        assert active  # the projector has written its generation, and the query-service may read it
+        writes = [
+            reader.set(pointer, b"analytics:forged-"),
+            reader.delete(pointer),
+            reader.hset(f"{active.decode()}checkpoint", "position", 1),
+            reader.eval("return redis.call('SET', KEYS[1], 'x')", 1, pointer),
+            reader.flushdb(),
+            reader.config_set("appendonly", "no"),
+        ]
+        for write in writes:
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await write
+        assert await reader.get(pointer) == active
+    finally:
+        await reader.aclose()
+
+
+async def test_the_analytics_projectors_redis_user_writes_only_analytics_keys(system):
+    writer = analytics_redis_as("projector-analytics")
+    try:
+        await writer.set(f"{system.env['ANALYTICS_PREFIX']}probe", 1)  # its own keys: yes
+        await writer.delete(f"{system.env['ANALYTICS_PREFIX']}probe")
+        for forbidden in (writer.set("elsewhere", 1), writer.flushdb(), writer.keys("*"), writer.acl_list()):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await forbidden
+    finally:
+        await writer.aclose()
+
+
+async def test_only_the_command_services_role_writes_the_event_store(system):
+    database = system.database_url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(ADMIN_DATABASE_URL, database=database)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await admin.execute("insert into outbox values (1)")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await admin.execute("delete from events")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await admin.fetchval("select count(*) from events")
+    finally:
+        await admin.close()
+    owner = await asyncpg.connect(system.database_url)  # the command-service's own role: the one that may
+    try:
+        assert await owner.fetchval("select count(*) from events") >= 0
+    finally:
+        await owner.close()
+    with pytest.raises(asyncpg.InvalidPasswordError):  # the old fixed password is gone
+        await asyncpg.connect(f"postgresql://shop:shop@{POSTGRES.removeprefix('postgresql://')}/shop")

@@ -8,7 +8,7 @@ from shop.contracts.commands import command_request_decoder
 from shop.contracts.events import ProductCreated, decode_data
 from shop.contracts.replies import error_reply, reply_decoder
 from shop.errors import InsufficientStock
-from shop.settings import load_settings
+from shop.settings import load_settings, with_password
 from tests.envelopes import envelope
 
 
@@ -87,6 +87,20 @@ def test_an_unreadable_secret_file_stops_the_process_with_its_variable(monkeypat
 
 
 PHONE = ProductCreated(name="Phone", description="d", price=100, stock=3, category="phones", seller_id="s1")
+
+
+@pytest.mark.parametrize(
+    ("url", "password", "user", "expected"),
+    [
+        ("postgresql://shop@h:5432/db", "s3cret", None, "postgresql://shop:s3cret@h:5432/db"),
+        ("redis://h:6379/0", "s3cret", "query-service", "redis://query-service:s3cret@h:6379/0"),
+        ("redis://h:6379/0", "a/b@c", "ops", "redis://ops:a%2Fb%40c@h:6379/0"),
+        ("postgresql://shop:given@h/db", "s3cret", None, "postgresql://shop:given@h/db"),  # a URL's own wins
+        ("redis://h:6379/0", "", "ops", "redis://h:6379/0"),  # no password: as it is
+    ],
+)
+def test_a_store_url_gets_the_processs_user_and_password(url, password, user, expected):
+    assert with_password(url, password, user) == expected
 
 
 def test_an_old_schema_version_is_upcast_when_read():
