@@ -11,7 +11,8 @@ up:
     deploy/infra.sh start
     deploy/services.sh start
     @echo "API:     http://127.0.0.1:${GATEWAY_HTTP_PORT:-8000}/v1  (OpenAPI: /schema)"
-    @echo "JWT:     HS256 with secret '${GATEWAY_JWT_SECRET:-dev-secret}' (sub = user id, roles = [\"admin\"] for admin)"
+    @echo "Ops:     gateway health and metrics on 127.0.0.1:${GATEWAY_OPS_PORT:-8006}; ops token in .run/secrets/ops-token"
+    @echo "JWT:     HS256 with secret '${GATEWAY_JWT_SECRET:-$(cat .run/secrets/jwt-secret)}' (generated; sub = user id, roles = [\"admin\"] for admin)"
     @echo "Logs:    .run/logs/<process>.log   Stop: ./justw down"
 
 # stop the six processes, then the infrastructure

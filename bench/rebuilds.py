@@ -18,10 +18,11 @@ from bench.load import run_wrk
 from bench.run import Bench
 from bench.shop import Addresses, create_products, token, write_lines
 from bench.system import RUN_DIR
+from shop.read_models import ops_headers
 
 
 async def rebuild(addresses: Addresses, projector: str, limit: float) -> dict[str, object]:
-    async with httpx.AsyncClient(base_url=addresses.projector(projector), timeout=10) as http:
+    async with httpx.AsyncClient(base_url=addresses.projector(projector), timeout=10, headers=ops_headers()) as http:
         reply = await http.post("/rebuild")
         if reply.status_code != 202:
             raise RuntimeError(f"{projector} refused the rebuild: {reply.status_code} {reply.text}")
@@ -117,7 +118,9 @@ async def run(bench: Bench) -> dict[str, object]:
             outcome = await rebuild(bench.addresses, projector, plan.rebuild_limit)
             if outcome["partial"]:
                 say(f"cancelling the rebuild of {projector}")
-                async with httpx.AsyncClient(base_url=bench.addresses.projector(projector), timeout=60) as http:
+                async with httpx.AsyncClient(
+                    base_url=bench.addresses.projector(projector), timeout=60, headers=ops_headers()
+                ) as http:
                     outcome["cancelled"] = (await http.delete("/rebuild")).status_code == 200
             results[projector] = outcome
     return results

@@ -10,8 +10,11 @@ from pathlib import Path
 import httpx
 import jwt
 import msgspec
-import nats
 from nats.aio.client import Client as NATS
+
+from shop import messaging
+from shop.read_models import ops_secret
+from shop.settings import with_password
 
 PROJECTIONS = ("catalog", "order-list", "analytics")
 PROJECTOR_PORTS = {"order-list": 8003, "analytics": 8004, "catalog": 8005}
@@ -23,10 +26,22 @@ CATEGORIES = 5
 class Addresses(msgspec.Struct, kw_only=True):
     gateway: str = os.environ.get("GATEWAY_URL", "http://127.0.0.1:8000")
     nats: str = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
-    database: str = os.environ.get("DATABASE_URL", "postgresql://shop:shop@127.0.0.1:5432/shop")
-    redis: str = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    # as the command-service's role (the raw pipeline writes as it does) and Redis's ops user
+    database: str = msgspec.field(
+        default_factory=lambda: with_password(
+            os.environ.get("DATABASE_URL", "postgresql://shop@127.0.0.1:5432/shop"),
+            ops_secret("postgres-command-service"),
+        )
+    )
+    redis: str = msgspec.field(
+        default_factory=lambda: with_password(
+            os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), ops_secret("redis-ops"), "ops"
+        )
+    )
     opensearch: str = os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")
-    jwt_secret: str = os.environ.get("GATEWAY_JWT_SECRET", "dev-secret")
+    jwt_secret: str = msgspec.field(
+        default_factory=lambda: os.environ.get("GATEWAY_JWT_SECRET") or ops_secret("jwt-secret")
+    )
 
     def projector(self, name: str) -> str:
         variable = f"PROJECTOR_{name.upper().replace('-', '_')}_HTTP_PORT"
@@ -66,7 +81,7 @@ async def create_products(http: httpx.AsyncClient, admin: str, tag: str, count: 
 
 
 async def connect_nats(url: str) -> NATS:
-    return await nats.connect(url, name="bench")
+    return await messaging.connect(url, "ops", ops_secret("nats-ops"), deadline=10)
 
 
 async def stream_last_seq(nc: NATS) -> int:

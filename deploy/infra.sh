@@ -11,14 +11,15 @@ LOGS=$RUN_DIR/logs
 NATS_PORT=${NATS_PORT:-4222}
 PG_PORT=${PG_PORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
+SECRETS_DIR=${SECRETS_DIR:-$RUN_DIR/secrets}  # the stores' passwords (deploy/secrets.sh)
 PG_DB=${PG_DB:-shop}
-PG_USER=${PG_USER:-shop}
-PG_PASSWORD=${PG_PASSWORD:-shop}
 
 log() { printf '[infra] %s\n' "$*" >&2; }
 die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
 STARTED=()   # what this start launched, so that a failure stops it again
 CURRENT=""   # the part being started, whose log tells why a start failed
+
+secret() { cat "$SECRETS_DIR/$1"; }
 
 apt_install() { RUN_DIR=$RUN_DIR "$ROOT/deploy/apt-install.sh" "$@"; }
 
@@ -53,6 +54,9 @@ nats_start() {
   port_open "$NATS_PORT" && die "port $NATS_PORT is taken by another process"
   mkdir -p "$dir/jetstream"
   STARTED+=(nats)
+  # the users and permissions of docker-compose (one list: deploy/nats/auth.conf), their passwords
+  # from deploy/secrets.sh in the server's environment; nats-server includes only relative paths
+  cp "$ROOT/deploy/nats/auth.conf" "$dir/auth.conf"
   cat >"$dir/nats.conf" <<EOF
 listen: 127.0.0.1:$NATS_PORT
 http: 127.0.0.1:${NATS_MONITOR_PORT:-8222}
@@ -63,10 +67,14 @@ jetstream {
   max_memory_store: 256MB
   max_file_store: 4GB
 }
+include "auth.conf"
 EOF
-  setsid nohup nats-server -c "$dir/nats.conf" >>"$LOGS/nats.log" 2>&1 </dev/null 9>&- &
+  (
+    eval "$(RUN_DIR=$RUN_DIR SECRETS_DIR=$SECRETS_DIR "$ROOT/deploy/secrets.sh" nats-env)"
+    exec setsid nohup nats-server -c "$dir/nats.conf" >>"$LOGS/nats.log" 2>&1 </dev/null 9>&-
+  ) &
   wait_for nats 30 port_open "$NATS_PORT"
-  log "nats up on 127.0.0.1:$NATS_PORT (JetStream store $dir/jetstream)"
+  log "nats up on 127.0.0.1:$NATS_PORT (JetStream store $dir/jetstream; users of deploy/nats/auth.conf)"
 }
 nats_stop() { stop_pidfile nats "$RUN_DIR/nats/nats.pid"; }
 
@@ -100,13 +108,18 @@ pg_start() {
     -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='$data' -c max_connections=200 -c fsync=${PG_FSYNC:-on}" \
     >>"$LOGS/postgres.log" 2>&1 9>&- || die "postgres did not start"  # (die outside the log's redirection)
   local psql=("$bin/psql" -h "$data" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -qAt)
-  if [ -z "$(as_pg "${psql[@]}" -c "select 1 from pg_roles where rolname='$PG_USER'")" ]; then
-    as_pg "${psql[@]}" -c "create role $PG_USER login createdb password '$PG_PASSWORD'"
-  fi
-  if [ -z "$(as_pg "${psql[@]}" -c "select 1 from pg_database where datname='$PG_DB'")" ]; then
-    as_pg "${psql[@]}" -c "create database $PG_DB owner $PG_USER"
-  fi
-  log "postgres up on 127.0.0.1:$PG_PORT (database $PG_DB, data $data)"
+  # The command-service's role `shop` owns the database and so its tables: the only role that may write
+  # the event store. `shop_ops` (the tests, the bench) may create databases and end their sessions, and has
+  # no right on `shop`'s tables. Passwords set on every start, through stdin (never on a command line).
+  as_pg "${psql[@]}" <<SQL
+select 'create role shop' where not exists (select from pg_roles where rolname = 'shop') \gexec
+select 'create role shop_ops' where not exists (select from pg_roles where rolname = 'shop_ops') \gexec
+alter role shop login nocreatedb nocreaterole password '$(secret postgres-command-service)';
+alter role shop_ops login createdb nocreaterole password '$(secret postgres-ops)';
+grant pg_signal_backend to shop_ops;
+select 'create database $PG_DB owner shop' where not exists (select from pg_database where datname = '$PG_DB') \gexec
+SQL
+  log "postgres up on 127.0.0.1:$PG_PORT (database $PG_DB, data $data; roles shop and shop_ops)"
 }
 pg_stop() {
   local data bin; data=$(pg_data); bin=$(pg_bin)
@@ -121,12 +134,25 @@ redis_start() {
   if pid_alive "$dir/redis.pid"; then log "redis already running"; return; fi
   port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process"
   mkdir -p "$dir"
+  # ACL users, their passwords from deploy/secrets.sh stored hashed; `default` is off: no anonymous client.
+  # projector-analytics writes the analytics keys (its Lua scripts, SCAN/DEL of retired generations),
+  # query-service only reads them, ops (tests, bench) may do anything.
+  (
+    umask 077
+    cat >"$dir/users.acl" <<EOF
+user default off resetpass resetkeys resetchannels -@all
+user projector-analytics on #$(redis_hash projector-analytics) resetkeys ~analytics:* resetchannels -@all +@read +@write +@connection -@dangerous +evalsha +script|load
+user query-service on #$(redis_hash query-service) resetkeys %R~analytics:* resetchannels -@all +@read +@connection -@dangerous
+user ops on #$(redis_hash ops) ~* &* +@all
+EOF
+  )
   STARTED+=(redis)
-  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" --daemonize yes \
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" --daemonize yes --aclfile "$dir/users.acl" \
     --pidfile "$dir/redis.pid" --logfile "$LOGS/redis.log" --appendonly yes --appendfsync always --save "" 9>&-
   wait_for redis 30 port_open "$REDIS_PORT"
-  log "redis up on 127.0.0.1:$REDIS_PORT"
+  log "redis up on 127.0.0.1:$REDIS_PORT (ACL users projector-analytics, query-service, ops; no default user)"
 }
+redis_hash() { secret "redis-$1" | sha256sum | cut -d' ' -f1; }
 redis_stop() { stop_pidfile redis "$RUN_DIR/redis/redis.pid"; }
 
 stop_pidfile() { # name pidfile
@@ -165,6 +191,7 @@ PARTS=("${@:2}")
 case "${1:-}" in
   start)
     ensure_installed
+    RUN_DIR=$RUN_DIR SECRETS_DIR=$SECRETS_DIR "$ROOT/deploy/secrets.sh"
     started=$SECONDS
     trap start_failed EXIT
     if wanted opensearch; then  # the slowest part: let it boot while the others start

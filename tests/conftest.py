@@ -2,20 +2,37 @@
 started (deploy/infra.sh), addressed through the same variables the services read."""
 
 import os
-import shutil
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
 import pytest
+from nats.aio.client import Client as NATS
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://shop:shop@127.0.0.1:5432/shop")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+from shop import messaging
+from shop.settings import with_password
+
+ROOT = Path(__file__).resolve().parents[1]
+INFRA_SH = str(ROOT / "deploy" / "infra.sh")
+# the stores' passwords, where deploy/infra.sh (run by `just test`) had deploy/secrets.sh write them
+STORE_SECRETS = Path(os.environ.get("SECRETS_DIR") or Path(os.environ.get("RUN_DIR") or ROOT / ".run") / "secrets")
+
+
+def store_password(name: str) -> str:
+    """A password of deploy/secrets.sh (`redis-ops`, `postgres-command-service`...); "" before the first start."""
+    path = STORE_SECRETS / name
+    return path.read_text() if path.exists() else ""
+
+
+POSTGRES = f"postgresql://127.0.0.1:{os.environ.get('PG_PORT', '5432')}"
+ADMIN_DATABASE_URL = with_password(f"{POSTGRES}/shop", store_password("postgres-ops"), "shop_ops")  # creates databases
+REDIS_ADDRESS = f"redis://127.0.0.1:{os.environ.get('REDIS_PORT', '6379')}/15"  # the tests' database, no user
+REDIS_URL = with_password(REDIS_ADDRESS, store_password("redis-ops"), "ops")
 OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")
 
 
@@ -34,62 +51,86 @@ def wait_for_port(port: int, deadline: float) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
-@contextmanager
-def nats_server(store: Path, monitor_port: int = 0) -> Iterator[str]:
-    """A NATS server with JetStream in `store`, on a free port (and monitoring on `monitor_port`); its URL."""
-    port = free_port()
-    monitoring = ["-m", str(monitor_port)] if monitor_port else []
-    server = subprocess.Popen(
-        [
-            shutil.which("nats-server") or "nats-server",
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-js",
-            "-sd",
-            str(store),
-            *monitoring,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+class NatsServer:
+    """A NATS server with JetStream of the tests' own, started (and stopped) as the local run starts its
+    own: deploy/infra.sh, with the users of deploy/nats/auth.conf and their passwords generated into this
+    server's own run folder. It can be restarted on the same port with the same store."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.secrets = run_dir, run_dir / "secrets"
+        self.port, self.monitor_port = free_port(), free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.monitor_url = f"http://127.0.0.1:{self.monitor_port}"
+        self.start()
+
+    def _infra(self, action: str) -> None:
+        env = {
+            **os.environ,
+            "RUN_DIR": str(self.run_dir),
+            "SECRETS_DIR": str(self.secrets),
+            "NATS_PORT": str(self.port),
+            "NATS_MONITOR_PORT": str(self.monitor_port),
+        }
+        done = subprocess.run([INFRA_SH, action, "nats"], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+
+    def start(self) -> None:
+        self._infra("start")
+
+    def stop(self) -> None:
+        self._infra("stop")
+
+    def password(self, user: str) -> str:
+        return (self.secrets / f"nats-{user}").read_text()
+
+    def secret(self, name: str) -> str:
+        return (self.secrets / name).read_text()
+
+    async def connect(self, user: str) -> NATS:
+        """A connection as one of the users of deploy/nats/auth.conf (with its own inbox prefix)."""
+        return await messaging.connect(self.url, user, self.password(user), deadline=10)
+
+
+def gateway_settings(server: NatsServer, **settings):
+    """The gateway's settings on `server`, as its user, with the actor key of that server's run folder."""
+    from gateway.settings import Settings
+
+    return Settings(
+        nats_url=server.url,
+        nats_password=server.password("gateway"),
+        actor_key=server.secret("actor-key"),
+        **settings,
     )
-    try:
-        wait_for_port(port, time.monotonic() + 20)
-        yield f"nats://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 @pytest.fixture(scope="session")
-def nats_url(tmp_path_factory) -> Iterator[str]:
+def nats(tmp_path_factory) -> Iterator[NatsServer]:
     """The NATS server of the tests (the end-to-end system's services serve on it too)."""
-    with nats_server(tmp_path_factory.mktemp("jetstream")) as url:
-        yield url
+    server = NatsServer(tmp_path_factory.mktemp("nats"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
-def quiet_nats(tmp_path_factory) -> Iterator[tuple[str, str]]:
-    """A NATS server on which no service listens: its URL and that of its monitoring endpoint."""
-    monitor = free_port()
-    with nats_server(tmp_path_factory.mktemp("quiet-jetstream"), monitor) as url:
-        yield url, f"http://127.0.0.1:{monitor}"
-
-
-@pytest.fixture(scope="module")
-def quiet_nats_url(quiet_nats) -> str:
-    return quiet_nats[0]
+def quiet_nats(tmp_path_factory) -> Iterator[NatsServer]:
+    """A NATS server on which no service listens."""
+    server = NatsServer(tmp_path_factory.mktemp("quiet-nats"))
+    yield server
+    server.stop()
 
 
 @asynccontextmanager
 async def new_database() -> AsyncIterator[str]:
-    """The URL of a new, empty PostgreSQL database, dropped afterwards."""
+    """A new, empty PostgreSQL database, dropped afterwards: its URL as the command-service's role `shop`, which
+    may create the event store's tables there (the database itself is `shop_ops`'s)."""
     name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(DATABASE_URL)
+    admin = await asyncpg.connect(ADMIN_DATABASE_URL)
     await admin.execute(f"create database {name}")
     try:
-        yield DATABASE_URL.rsplit("/", 1)[0] + f"/{name}"
+        inside = await asyncpg.connect(database=name, dsn=ADMIN_DATABASE_URL)
+        await inside.execute("grant create on schema public to shop")
+        await inside.close()
+        yield with_password(f"{POSTGRES}/{name}", store_password("postgres-command-service"), "shop")
     finally:
         await admin.execute(f"drop database if exists {name} with (force)")
         await admin.close()

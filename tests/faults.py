@@ -1,13 +1,9 @@
-"""Faults for tests: cut a store off the network, restart NATS. Real servers, real connections."""
+"""Faults for tests: cut a store off the network. Real servers, real connections."""
 
 import asyncio
-import shutil
-import subprocess
 import threading
-import time
-from pathlib import Path
 
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import free_port
 
 
 class Proxy:
@@ -68,36 +64,3 @@ class Proxy:
 
         await asyncio.gather(copy(reader, upstream_writer), copy(upstream_reader, writer))
         self._transports -= pair
-
-
-class NatsServer:
-    """A JetStream server of a test's own, which the test can restart (same port, same store)."""
-
-    def __init__(self, store: Path) -> None:
-        self.port, self._store = free_port(), store
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self._process: subprocess.Popen | None = None
-        self.start()
-
-    def start(self) -> None:
-        self._process = subprocess.Popen(
-            [
-                shutil.which("nats-server") or "nats-server",
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "-sd",
-                str(self._store),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port, time.monotonic() + 20)
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            self._process.wait(10)
-            self._process = None

@@ -5,6 +5,7 @@ that), or its connection is closed; beyond `max_connections` open connections ne
 503; proxy headers count only from the addresses in `trusted_proxies`."""
 
 import asyncio
+import contextlib
 
 import uvicorn
 from litestar import Litestar
@@ -55,7 +56,16 @@ class SlowClientGuard(HttpToolsProtocol):
         self.transport.close()
 
 
-def server(app: Litestar, settings: CommonSettings) -> uvicorn.Server:
+class SideServer(uvicorn.Server):
+    """A second server of the process: the first one takes SIGTERM/SIGINT and stops this one."""
+
+    def capture_signals(self):  # type: ignore[override]
+        return contextlib.nullcontext()
+
+
+def server(
+    app: Litestar, settings: CommonSettings, host: str | None = None, port: int | None = None, signals: bool = True
+) -> uvicorn.Server:
     guard = type(
         "SlowClientGuard",
         (SlowClientGuard,),
@@ -63,8 +73,8 @@ def server(app: Litestar, settings: CommonSettings) -> uvicorn.Server:
     )
     config = uvicorn.Config(
         app,
-        host=settings.http_host,
-        port=settings.http_port,
+        host=host or settings.http_host,
+        port=port or settings.http_port,
         http=guard,
         limit_concurrency=settings.http_max_connections,
         proxy_headers=bool(settings.trusted_proxies),
@@ -74,4 +84,4 @@ def server(app: Litestar, settings: CommonSettings) -> uvicorn.Server:
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_timeout),
     )
-    return uvicorn.Server(config)
+    return uvicorn.Server(config) if signals else SideServer(config)

@@ -2,6 +2,7 @@
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import msgspec
 import nats
@@ -14,8 +15,9 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 
 from shop.contracts.replies import Reply, error_reply, reply_decoder
-from shop.errors import ShopError, Unavailable, ValidationFailed
+from shop.errors import ShopError, Unauthorized, Unavailable, ValidationFailed
 from shop.metrics import REQUESTS
+from shop.signatures import is_signed
 
 log = structlog.get_logger()
 
@@ -25,15 +27,21 @@ DLQ_STREAM = "DLQ"
 DUPLICATE_WINDOW = 600
 
 
-async def connect(url: str, name: str, deadline: float = 60.0) -> NATS:
-    """Connect, retrying with backoff until `deadline` seconds have passed; reconnects forever after."""
+async def connect(url: str, name: str, password: str = "", deadline: float = 60.0) -> NATS:
+    """Connect as the NATS user `name` (with `password`, else as the user in `url`), retrying with backoff
+    until `deadline` seconds have passed; reconnects forever after. Replies come to the user's own inbox
+    prefix, the only one deploy/nats/auth.conf lets it read."""
     delay, loop = 0.2, asyncio.get_running_loop()
     give_up = loop.time() + deadline
+    user = name if password else urlsplit(url).username
+    credentials = {"user": user, "password": password} if password else {}
     while True:
         try:
             return await nats.connect(
                 url,
                 name=name,
+                inbox_prefix=f"_INBOX.{user}" if user else "_INBOX",
+                **credentials,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=1,
                 connect_timeout=2,
@@ -41,7 +49,7 @@ async def connect(url: str, name: str, deadline: float = 60.0) -> NATS:
             )
         except (OSError, NoServersError, NatsTimeout) as exc:
             if loop.time() > give_up:
-                raise Unavailable(f"NATS at {url} unreachable: {exc}") from exc
+                raise Unavailable(f"NATS at {redacted(url)} unreachable: {exc}") from exc
             log.warning("nats_connect_retry", error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -81,15 +89,24 @@ async def ensure_streams(nc: NATS) -> None:
             await js.update_stream(config)
 
 
+def redacted(url: str) -> str:
+    """The URL without the password it may carry (docker-compose puts it there)."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    return parts._replace(netloc=f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname).geturl()
+
+
 Handler = Callable[[Msg], Awaitable[bytes]]
 
 
 class Responder:
     """Serves request/reply subjects in a queue group, each request in its own task, so a slow
-    request never blocks the others; `drain()` stops taking requests and finishes in-flight ones."""
+    request never blocks the others; `drain()` stops taking requests and finishes in-flight ones.
+    A request the gateway did not sign with `actor_key` is refused (`unauthorized`) unread."""
 
-    def __init__(self, nc: NATS) -> None:
-        self._nc = nc
+    def __init__(self, nc: NATS, actor_key: str) -> None:
+        self._nc, self._actor_key = nc, actor_key
         self._tasks: set[asyncio.Task] = set()
         self._subscriptions: list = []
 
@@ -104,6 +121,8 @@ class Responder:
     async def _answer(self, msg: Msg, handle: Handler) -> None:
         structlog.contextvars.bind_contextvars(subject=msg.subject)
         try:
+            if not is_signed(self._actor_key, msg):
+                raise Unauthorized("the request does not carry the gateway's signature of its caller")
             payload = await handle(msg)
             outcome = "ok"
         except msgspec.ValidationError as exc:
@@ -130,12 +149,17 @@ class Responder:
 
 
 async def request(
-    nc: NATS, subject: str, payload: bytes, timeout: float, on_timeout: type[ShopError] = Unavailable
+    nc: NATS,
+    subject: str,
+    payload: bytes,
+    timeout: float,
+    on_timeout: type[ShopError] = Unavailable,
+    headers: dict[str, str] | None = None,
 ) -> Reply:
     """Send a request and decode the reply; raises the reply's error as a ShopError. No responder is
     Unavailable (nothing was done); no answer in time is `on_timeout` (a command's outcome is unknown)."""
     try:
-        msg = await nc.request(subject, payload, timeout=timeout)
+        msg = await nc.request(subject, payload, timeout=timeout, headers=headers)
     except NoRespondersError as exc:
         raise Unavailable(f"no service answers {subject}; nothing was done") from exc
     except NatsTimeout as exc:

@@ -1,7 +1,9 @@
-"""Ops HTTP endpoints every process serves (health, metrics) and the process runner."""
+"""Ops HTTP endpoints every process serves (health, metrics) and the process runner. Health and metrics
+are open (on loopback unless HTTP_HOST says otherwise); what changes state needs the ops token."""
 
 import argparse
 import asyncio
+import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
@@ -9,6 +11,9 @@ import msgspec
 import structlog
 import uvloop
 from litestar import Litestar, MediaType, Response, get
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.handlers import BaseRouteHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shop import http_server
@@ -69,9 +74,37 @@ def ops_handlers(readiness: Readiness) -> list:
     return [live, ready, metrics]
 
 
+def ops_token_guard(token: str) -> Callable[[ASGIConnection, BaseRouteHandler], None]:
+    """Only `Authorization: Bearer <ops token>` passes: a header a web page cannot make a browser send
+    to another origin, so no page a developer visits can trigger the endpoint."""
+    expected = f"Bearer {token}".encode()
+
+    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # async: not run in a thread
+        given = connection.headers.get("authorization", "").encode("utf-8", "replace")
+        if not token or not hmac.compare_digest(given, expected):
+            raise NotAuthorizedException("this ops endpoint needs 'Authorization: Bearer <ops token>'")
+
+    return guard
+
+
 def serve(app: Litestar, settings: CommonSettings) -> None:
-    """Run the app on uvloop until SIGTERM/SIGINT; uvicorn then runs the lifespan shutdown (drain, close)."""
-    uvloop.run(http_server.server(app, settings).serve())
+    """Run the app on uvloop until SIGTERM/SIGINT; uvicorn then runs the lifespan shutdown (drain, close). An
+    app with `state.ops_app` (the gateway) serves it beside, on OPS_HOST:OPS_PORT, and stops it after itself."""
+    uvloop.run(run_servers(app, settings))
+
+
+async def run_servers(app: Litestar, settings: CommonSettings) -> None:
+    ops = app.state.get("ops_app")
+    if ops is None:
+        await http_server.server(app, settings).serve()
+        return
+    side = http_server.server(ops, settings, settings.ops_host, settings.ops_port, signals=False)
+    serving = asyncio.create_task(side.serve())
+    try:
+        await http_server.server(app, settings).serve()
+    finally:
+        side.should_exit = True
+        await serving
 
 
 def main(service: str, settings_type: type[S], create_app: Callable[[S], Litestar], description: str) -> None:
@@ -87,11 +120,12 @@ def main(service: str, settings_type: type[S], create_app: Callable[[S], Litesta
     serve(create_app(settings), settings)
 
 
-def ops_app(readiness: Readiness, lifespan: Callable, more_handlers: list | None = None) -> Litestar:
-    """The HTTP app of a process whose only HTTP is ops: health, metrics (and more_handlers), no OpenAPI."""
+def ops_app(readiness: Readiness, lifespan: Callable | None, more_handlers: list | None = None) -> Litestar:
+    """The ops HTTP app: health, metrics (and more_handlers), no OpenAPI; the whole HTTP of a process but
+    the gateway, whose public app runs the lifespan."""
     return Litestar(
         route_handlers=[*ops_handlers(readiness), *(more_handlers or [])],
-        lifespan=[lifespan],
+        lifespan=[lifespan] if lifespan else [],
         openapi_config=None,
         logging_config=None,
     )

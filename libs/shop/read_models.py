@@ -1,6 +1,11 @@
 """Where each read model lives, shared by the projector that writes it and the query-service."""
 
 import os
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from shop.settings import with_password
 
 ORDER_LIST = "order-list"
 ANALYTICS = "analytics"
@@ -13,6 +18,26 @@ def ops_url(projector: str) -> str:
     """A projector's ops address, from its HTTP_PORT setting as deploy/services.sh passes it."""
     port = os.environ.get(f"PROJECTOR_{projector.upper().replace('-', '_')}_HTTP_PORT", OPS_PORTS.get(projector))
     return f"http://127.0.0.1:{port}"
+
+
+def ops_secret(name: str) -> str:
+    """A secret of the operator's tools (`ops-token`, `nats-ops`) from the run folder deploy/secrets.sh fills."""
+    folder = Path(os.environ.get("SECRETS_DIR") or Path(os.environ.get("RUN_DIR", ".run")) / "secrets")
+    try:
+        return (folder / name).read_text().strip()
+    except OSError as exc:
+        raise SystemExit(f"cannot read the ops secret {folder / name} ({exc.strerror}): run ./justw up first") from exc
+
+
+def ops_headers() -> dict[str, str]:
+    """What the projectors' state-changing ops endpoints ask for."""
+    return {"Authorization": f"Bearer {ops_secret('ops-token')}"}
+
+
+def analytics_redis(url: str, password: str, user: str) -> Redis:
+    """The analytics read model's Redis, as the ACL user `user` (deploy/infra.sh: projector-analytics writes,
+    query-service reads)."""
+    return Redis.from_url(with_password(url, password, user), socket_timeout=5, health_check_interval=30)
 
 
 ORDERS_ALIAS = "orders"

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from shop.ops import PROCESSES
 from shop.read_models import PROJECTORS
-from tests.conftest import OPENSEARCH_URL, REDIS_URL, free_port, new_database
+from tests.conftest import OPENSEARCH_URL, REDIS_ADDRESS, REDIS_URL, STORE_SECRETS, NatsServer, free_port, new_database
 
 ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "e2e-secret-that-is-long-enough-for-hs256"
@@ -35,7 +35,7 @@ SERVICES_SH = str(ROOT / "deploy" / "services.sh")
 class System:
     gateway: str
     ports: dict[str, int]
-    nats_url: str
+    nats: NatsServer  # its users' passwords, the actor key and the ops token are in its run folder
     database_url: str
     index_prefix: str
     env: dict[str, str]  # what deploy/services.sh started the processes with
@@ -43,6 +43,16 @@ class System:
     def token(self, user_id: str, *roles: str) -> dict[str, str]:
         claims = {"sub": user_id, "roles": list(roles), "exp": int(time.time()) + 3600}
         return {"Authorization": "Bearer " + jwt.encode(claims, JWT_SECRET, "HS256")}
+
+    @property
+    def ops_ports(self) -> dict[str, int]:
+        """Where each process serves health and metrics: its port, but the gateway's own ops port."""
+        return {**self.ports, "gateway": int(self.env["GATEWAY_OPS_PORT"])}
+
+    @property
+    def ops(self) -> dict[str, str]:
+        """What the projectors' state-changing ops endpoints need."""
+        return {"Authorization": f"Bearer {self.nats.secret('ops-token')}"}
 
     def pid(self, service: str) -> int:
         return int((Path(self.env["RUN_DIR"]) / "pids" / f"{service}.pid").read_text())
@@ -78,7 +88,7 @@ class System:
 
 
 @asynccontextmanager
-async def running_system(run_dir: Path, nats_url: str, **settings: str) -> AsyncIterator[System]:
+async def running_system(run_dir: Path, nats: NatsServer, **settings: str) -> AsyncIterator[System]:
     """The six processes against their own database, key and index prefixes; `settings` override the
     environment they are started with (e.g. OPENSEARCH_URL through a proxy)."""
     ports = {name: free_port() for name in PROCESSES}
@@ -88,21 +98,25 @@ async def running_system(run_dir: Path, nats_url: str, **settings: str) -> Async
         env = {
             **os.environ,
             "RUN_DIR": str(run_dir),
-            "NATS_URL": nats_url,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": REDIS_URL,
+            "NATS_URL": nats.url,
+            "SECRETS_DIR": str(nats.secrets),
+            "DATABASE_URL": database_url,  # with the password of the command-service's role
+            "REDIS_URL": REDIS_ADDRESS,  # each as its own ACL user, with the password of the tests' Redis:
+            "QUERY_SERVICE_REDIS_PASSWORD_FILE": str(STORE_SECRETS / "redis-query-service"),
+            "PROJECTOR_ANALYTICS_REDIS_PASSWORD_FILE": str(STORE_SECRETS / "redis-projector-analytics"),
             "OPENSEARCH_URL": OPENSEARCH_URL,
             "INDEX_PREFIX": prefix,
-            "ANALYTICS_PREFIX": f"{prefix}analytics:",
+            "ANALYTICS_PREFIX": f"analytics:{prefix}",  # (the ACL users' keys are analytics:*)
             "GATEWAY_JWT_SECRET": JWT_SECRET,
             "QUERY_SERVICE_CONSISTENCY_WAIT": "1.5",
             **{f"{name.upper().replace('-', '_')}_HTTP_PORT": str(port) for name, port in ports.items()},
+            "GATEWAY_OPS_PORT": str(free_port()),
             **settings,
         }
         system = System(
             gateway=f"http://127.0.0.1:{ports['gateway']}",
             ports=ports,
-            nats_url=nats_url,
+            nats=nats,
             database_url=database_url,
             index_prefix=prefix,
             env=env,
@@ -115,14 +129,14 @@ async def running_system(run_dir: Path, nats_url: str, **settings: str) -> Async
             search = AsyncOpenSearch(hosts=[OPENSEARCH_URL])
             await search.indices.delete(index=f"{prefix}*", ignore_unavailable=True)
             await search.close()
-            async for key in redis.scan_iter(match=f"{prefix}*"):
+            async for key in redis.scan_iter(match=f"analytics:{prefix}*"):
                 await redis.delete(key)
             await redis.aclose()
 
 
 @pytest.fixture(scope="session")
-async def system(nats_url, tmp_path_factory) -> AsyncIterator[System]:
-    async with running_system(tmp_path_factory.mktemp("run"), nats_url) as system:
+async def system(nats, tmp_path_factory) -> AsyncIterator[System]:
+    async with running_system(tmp_path_factory.mktemp("run"), nats) as system:
         yield system
 
 

@@ -2,7 +2,6 @@
 
 import uuid
 
-import nats
 import pytest
 from opensearchpy import AsyncOpenSearch
 from redis.asyncio import Redis
@@ -17,32 +16,41 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 async def js(system):
-    nc = await nats.connect(system.nats_url)
+    """As the command-service: the one user that may publish events."""
+    nc = await system.nats.connect("command-service")
     yield nc.jetstream()
     await nc.close()
 
 
-async def test_events_published_twice_change_nothing(client, system, js):
+@pytest.fixture
+async def ops(system):
+    """As the operator: reads the stream, deletes consumers."""
+    nc = await system.nats.connect("ops")
+    yield nc.jetstream()
+    await nc.close()
+
+
+async def test_events_published_twice_change_nothing(client, system, js, ops):
     products, orders, position = await history(client, system)
     before = await read_models(client, system, products, orders, position)
 
-    last = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+    last = (await ops.stream_info(EVENTS_STREAM)).state.last_seq
     for seq in range(1, last + 1):  # every event again, under new message ids so JetStream keeps them
-        original = await js.get_msg(EVENTS_STREAM, seq)
+        original = await ops.get_msg(EVENTS_STREAM, seq)
         ack = await js.publish(original.subject, original.data, headers={"Nats-Msg-Id": f"again-{uuid.uuid4()}"})
 
     assert ack.seq == 2 * last
     assert await read_models(client, system, products, orders, ack.seq) == before
 
 
-async def test_redelivering_the_whole_stream_after_a_crash_changes_nothing(client, system, js):
+async def test_redelivering_the_whole_stream_after_a_crash_changes_nothing(client, system, ops):
     products, orders, position = await history(client, system)
     before = await read_models(client, system, products, orders, position)
-    last = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+    last = (await ops.stream_info(EVENTS_STREAM)).state.last_seq
 
     for name in PROJECTORS:  # crash every projector, and forget its consumer and its checkpoint
         system.kill(f"projector-{name}")
-        await js.delete_consumer(EVENTS_STREAM, name)
+        await ops.delete_consumer(EVENTS_STREAM, name)
     await forget_checkpoints(system)
     system.start()
     await system.caught_up(last)

@@ -13,16 +13,15 @@ from urllib.parse import urlparse
 
 import asyncpg
 import httpx
-import nats
 import pytest
 from opensearchpy import AsyncOpenSearch
 from redis.asyncio import Redis
 
 from shop.messaging import DLQ_STREAM, EVENTS_STREAM
 from shop.read_models import ORDERS_ALIAS, PRODUCTS_ALIAS, analytics_pointer
-from tests.conftest import OPENSEARCH_URL, REDIS_URL
+from tests.conftest import OPENSEARCH_URL, REDIS_URL, NatsServer
 from tests.e2e.conftest import System, running_system
-from tests.faults import NatsServer, Proxy
+from tests.faults import Proxy
 
 pytestmark = pytest.mark.e2e
 
@@ -39,11 +38,11 @@ class Faulty:
 async def faulty(tmp_path_factory):
     opensearch = Proxy(urlparse(OPENSEARCH_URL).port)
     redis = Proxy(urlparse(REDIS_URL).port or 6379)
-    server = NatsServer(tmp_path_factory.mktemp("faults-jetstream"))
+    server = NatsServer(tmp_path_factory.mktemp("faults-nats"))
     try:
         async with running_system(
             tmp_path_factory.mktemp("faults-run"),
-            server.url,
+            server,
             OPENSEARCH_URL=opensearch.url("http"),
             REDIS_URL=redis.url("redis", urlparse(REDIS_URL).path),
         ) as system:
@@ -165,7 +164,7 @@ async def test_nats_restarted_under_writes(faulty):
 
 async def everything_accounted_for(system: System, flow: Traffic) -> None:
     assert flow.false_fresh == [], f"{len(flow.false_fresh)} reads said fresh without their write"
-    nc = await nats.connect(system.nats_url)
+    nc = await system.nats.connect("ops")
     try:
         js = nc.jetstream()
         last = (await js.stream_info(EVENTS_STREAM)).state.last_seq
@@ -224,7 +223,7 @@ async def snapshot(system: System) -> dict:
 
 
 async def rebuild_all(system: System) -> None:
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, headers=system.ops) as http:
         for name in ("catalog", "order-list", "analytics"):
             url = f"http://127.0.0.1:{system.ports['projector-' + name]}/rebuild"
             assert (await http.post(url)).status_code == 202

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import asyncpg
 import httpx
 import msgspec
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -44,7 +43,7 @@ async def event_store(system) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 async def nc(system) -> AsyncIterator[NATS]:
-    connection = await nats.connect(system.nats_url)
+    connection = await system.nats.connect("ops")
     yield connection
     await connection.close()
 

@@ -33,7 +33,8 @@ async def test_every_read_model_is_rebuilt_while_it_keeps_serving(client, system
 
     async with httpx.AsyncClient(timeout=10) as http:
         for projector in PROJECTORS:
-            started = await http.post(f"http://127.0.0.1:{system.ports[f'projector-{projector}']}/rebuild")
+            url = f"http://127.0.0.1:{system.ports[f'projector-{projector}']}/rebuild"
+            started = await http.post(url, headers=system.ops)
             assert started.status_code == 202, started.text
         extra, reads, first_write_at, false_fresh = [], 0, None, 0
         while True:  # writes and reads go on while the read models are rebuilt
@@ -108,6 +109,7 @@ async def test_just_rebuild_follows_a_rebuild_to_its_end(system):
             "--timeout",
             "60",
         ],
+        env=system.env,
         capture_output=True,
         text=True,
         timeout=90,

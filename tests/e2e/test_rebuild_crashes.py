@@ -85,7 +85,7 @@ async def test_a_rebuild_stopped_at_any_step_is_finished_on_start(client, system
     async with httpx.AsyncClient(timeout=10) as http:
         urls = [f"http://127.0.0.1:{system.ports[service]}/rebuild" for service in services]
         for url in urls:
-            assert (await http.post(url)).status_code == 202
+            assert (await http.post(url, headers=system.ops)).status_code == 202
         for service in services:
             died(system, service)  # at the step
         system.start()  # without the failpoint: each rebuild is resumed and finished
@@ -111,14 +111,14 @@ async def test_a_cancelled_rebuild_leaves_the_active_generation_alone(client, sy
     async with httpx.AsyncClient(timeout=10) as http:
         for service in services:
             url = f"http://127.0.0.1:{system.ports[service]}/rebuild"
-            assert (await http.post(url)).status_code == 202
+            assert (await http.post(url, headers=system.ops)).status_code == 202
             deadline = time.monotonic() + 20
             while not (await http.get(url)).json()["generation"]:  # its state is stored
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
-            cancelled = await http.delete(url)
+            cancelled = await http.delete(url, headers=system.ops)
             assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled", cancelled.text
-            assert (await http.delete(url)).status_code == 404  # nothing left to cancel
+            assert (await http.delete(url, headers=system.ops)).status_code == 404  # nothing left to cancel
     for service in services:  # without the failpoint again
         os.kill(system.pid(service), signal.SIGTERM)
         died(system, service)

@@ -29,7 +29,7 @@ async def create_product(client, system, **changes) -> dict:
 
 async def test_every_process_is_ready_and_exports_metrics(system):
     async with httpx.AsyncClient(timeout=5) as http:
-        for name, port in system.ports.items():
+        for name, port in system.ops_ports.items():
             ready = await http.get(f"http://127.0.0.1:{port}/health/ready")
             assert ready.status_code == 200, (name, ready.text)
             assert all(v == "ok" for v in ready.json()["checks"].values()), (name, ready.text)

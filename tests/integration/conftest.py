@@ -15,8 +15,8 @@ async def pool(database_url):
 
 
 @pytest.fixture
-async def js(nats_url):
-    nc = await messaging.connect(nats_url, "test-command-service")
+async def js(nats):
+    nc = await nats.connect("command-service")
     await messaging.ensure_streams(nc)
     yield nc.jetstream()
     await nc.close()

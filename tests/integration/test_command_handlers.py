@@ -19,8 +19,8 @@ ADMIN = CommandMeta(actor=Actor(user_id="a1", roles=("admin",)), correlation_id=
 
 
 @pytest.fixture
-async def handlers(pool, nats_url):
-    nc = await messaging.connect(nats_url, "test")
+async def handlers(pool, nats):
+    nc = await nats.connect("command-service")
     await messaging.ensure_streams(nc)
     relay = OutboxRelay(pool, nc.jetstream(), interval=0.05)
     relay.start()
@@ -80,8 +80,8 @@ async def test_conflicts_beyond_the_bounded_retries_are_a_concurrency_conflict(h
     assert rogue_writes["n"] == 0  # each of the three attempts met a rogue write
 
 
-async def test_a_command_learns_its_position_when_another_replica_published_its_events(pool, nats_url):
-    nc = await messaging.connect(nats_url, "test-replicas")
+async def test_a_command_learns_its_position_when_another_replica_published_its_events(pool, nats):
+    nc = await nats.connect("command-service")
     idle = OutboxRelay(pool, nc.jetstream(), interval=3600)  # this replica's relay never gets to publish
     other = OutboxRelay(pool, nc.jetstream(), interval=0.05)  # another replica's relay does
     other.start()

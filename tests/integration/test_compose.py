@@ -3,6 +3,7 @@ DESIGN.md §2 and §8 ask for (one image, healthchecks, only the gateway publish
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,8 @@ APPS = {
 }
 # how each app reaches a piece of infrastructure, by its service name
 INFRA_URLS = {
-    "nats": ("NATS_URL", "@nats:4222"),
-    "postgres": ("DATABASE_URL", "@postgres:5432/"),
+    "nats": ("NATS_URL", "nats://nats:4222"),
+    "postgres": ("DATABASE_URL", "@postgres:5432/"),  # (the password in DATABASE_PASSWORD)
     "redis": ("REDIS_URL", "redis://redis:6379"),
     "opensearch": ("OPENSEARCH_URL", "http://opensearch:9200"),
 }
@@ -44,10 +45,11 @@ def services(compose) -> dict:
 
 @pytest.fixture(scope="module")
 def nats_config_text(services) -> str:
+    """The users of the NATS server compose runs (the config it runs includes them from beside it)."""
     mounts = [v.split(":") for v in services["nats"]["volumes"] if isinstance(v, str)]
-    ((source, target, *_),) = [m for m in mounts if m[0].endswith(".conf")]
-    assert target in services["nats"]["command"], "the mounted config is not the one nats runs"
-    return (ROOT / source).read_text()
+    ((source, target, *_),) = [m for m in mounts if m[0] == "./deploy/nats"]
+    assert f"{target}/nats-server.conf" in services["nats"]["command"], "the mounted config is not the one nats runs"
+    return (ROOT / source / "auth.conf").read_text()
 
 
 def test_compose_file_matches_the_compose_spec(compose):
@@ -94,14 +96,36 @@ def test_app_service_waits_for_healthy_infrastructure_it_reaches_by_name(service
     for infra in needs:
         variable, address = INFRA_URLS[infra]
         assert address in service["environment"][variable]
-    assert service["environment"]["NATS_URL"].startswith(f"nats://{name}:"), "each app logs in as its own NATS user"
 
 
 def test_nats_config_defines_a_user_per_app_service_with_password_from_env(services, nats_config_text):
+    """Each app logs in as the NATS user of its own name (shop.messaging.connect) with that user's password."""
     users = dict(re.findall(r"user:\s*([\w-]+)\s+password:\s*\$(\w+)", nats_config_text))
-    assert APPS.keys() <= users.keys()
-    assert {users[app] for app in APPS} <= services["nats"]["environment"].keys()
-    assert "jetstream" in nats_config_text and "-js" in services["nats"]["command"]
+    assert APPS.keys() | {"ops"} <= users.keys()
+    assert set(users.values()) == services["nats"]["environment"].keys()
+    for app in APPS:
+        assert services[app]["environment"]["NATS_PASSWORD"] == services["nats"]["environment"][users[app]]
+    assert "-js" in services["nats"]["command"]
+
+
+def test_no_secret_has_a_default_and_each_one_is_required():
+    """`${VAR:-default}` only for settings that are no secret; every other variable fails loudly when missing."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    variables = re.findall(r"\$\{(\w+)(:?[-?])?([^}]*)\}", text)
+    defaulted = {name for name, how, _ in variables if how in (":-", "-")}
+    assert defaulted == {"ENVIRONMENT", "LOG_LEVEL"}
+    required = {name for name, how, _ in variables if how == ":?"}
+    assert {"ACTOR_KEY", "OPS_TOKEN", "GATEWAY_JWT_SECRET", "POSTGRES_PASSWORD", "OPS_NATS_PASSWORD"} <= required
+    assert not [name for name, how, _ in variables if not how], "a variable that is neither defaulted nor required"
+    generated = subprocess.run(
+        [ROOT / "deploy/secrets.sh", "compose-env"], env={"RUN_DIR": str(ROOT / ".run")}, capture_output=True, text=True
+    )
+    assert {line.split("=")[0] for line in generated.stdout.splitlines()} >= required, generated.stderr
+
+
+def test_nats_monitoring_answers_on_loopback_only(nats_config_text):
+    main = (ROOT / "deploy/nats/nats-server.conf").read_text()
+    assert re.search(r"^http: 127\.0\.0\.1:8222$", main, re.M) and 'include "auth.conf"' in main
 
 
 def test_dockerfile_installs_the_project_as_a_non_root_user():

@@ -4,28 +4,27 @@
 from datetime import UTC, datetime
 
 import jwt
-import nats
 from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
-from gateway.settings import Settings
 from shop.contracts.commands import command_request_decoder
+from tests.conftest import gateway_settings
 
 SECRET = "a-test-secret-that-is-long-enough-for-hs256"
 USER = {"Authorization": "Bearer " + jwt.encode({"sub": "u1", "exp": 4_000_000_000}, SECRET, "HS256")}
 ORDER = {"items": [{"product_id": "p1", "quantity": 1}]}
 
 
-def gateway(nats_url: str):
-    return create_app(Settings(nats_url=nats_url, jwt_secret=SECRET, command_timeout=1, rate_limit_per_minute=0))
+def gateway(server):
+    return create_app(gateway_settings(server, jwt_secret=SECRET, command_timeout=1, rate_limit_per_minute=0))
 
 
-async def test_a_command_left_unanswered_is_504_outcome_unknown_and_carried_its_deadline(quiet_nats_url):
-    nc = await nats.connect(quiet_nats_url)
-    silent = await nc.subscribe("cmd.order.place")  # takes the command, never answers
+async def test_a_command_left_unanswered_is_504_outcome_unknown_and_carried_its_deadline(quiet_nats):
+    nc = await quiet_nats.connect("command-service")
+    silent = await nc.subscribe("cmd.order.place", queue="command-service")  # takes the command, never answers
     await nc.flush()
     try:
-        async with AsyncTestClient(app=gateway(quiet_nats_url)) as client:
+        async with AsyncTestClient(app=gateway(quiet_nats)) as client:
             sent_at = datetime.now(UTC)
             response = await client.post("/v1/orders", json=ORDER, headers=USER)
         received = await silent.next_msg(timeout=5)
@@ -40,8 +39,8 @@ async def test_a_command_left_unanswered_is_504_outcome_unknown_and_carried_its_
     assert 0.5 < (deadline - sent_at).total_seconds() <= 1.5
 
 
-async def test_a_command_nobody_serves_is_503_unavailable(quiet_nats_url):
-    async with AsyncTestClient(app=gateway(quiet_nats_url)) as client:
+async def test_a_command_nobody_serves_is_503_unavailable(quiet_nats):
+    async with AsyncTestClient(app=gateway(quiet_nats)) as client:
         response = await client.post("/v1/orders", json=ORDER, headers=USER)
 
     assert response.status_code == 503 and response.json()["code"] == "unavailable"

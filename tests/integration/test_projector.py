@@ -14,9 +14,8 @@ from shop.messaging import DLQ_STREAM, EVENTS_STREAM
 from shop.projection.dlq import dead_letters
 from shop.projection.documents import DocumentReadModel, open_client
 from shop.projection.engine import Projector
-from tests.conftest import OPENSEARCH_URL
+from tests.conftest import OPENSEARCH_URL, NatsServer
 from tests.envelopes import envelope
-from tests.faults import NatsServer
 
 
 def event(stream_id: str, version: int, domain_event: DomainEvent, **options) -> bytes:
@@ -29,10 +28,12 @@ def created(name: str = "Mug", category: str = "c") -> ProductCreated:
 
 @pytest.fixture
 async def nc(tmp_path):
-    server = NatsServer(tmp_path / "jetstream")
-    connection = await messaging.connect(server.url, "test-projector")
+    server = NatsServer(tmp_path / "nats")
+    connection = await server.connect("projector-catalog")
     await messaging.ensure_streams(connection)
+    connection.events = await server.connect("command-service")  # the one user that may publish events
     yield connection
+    await connection.events.close()
     await connection.close()
     server.stop()
 
@@ -48,7 +49,7 @@ async def catalog():
 
 async def publish(nc, *payloads: bytes) -> int:
     for payload in payloads:
-        last = (await nc.jetstream().publish("evt.product.test", payload)).seq
+        last = (await nc.events.jetstream().publish("evt.product.test", payload)).seq
     return last
 
 

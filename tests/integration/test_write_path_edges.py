@@ -24,6 +24,7 @@ from shop.contracts.commands import (
     Restock,
 )
 from shop.errors import InsufficientStock, Unavailable
+from tests.conftest import ADMIN_DATABASE_URL
 
 ADMIN = Actor(user_id="a1", roles=("admin",))
 USER = Actor(user_id="u1")
@@ -135,7 +136,7 @@ async def test_a_rejection_is_replayed_for_its_key_even_after_its_cause_is_gone(
 
 
 async def test_orders_succeed_when_the_servers_default_isolation_is_repeatable_read(database_url, js):
-    admin = await asyncpg.connect(database_url)
+    admin = await asyncpg.connect(ADMIN_DATABASE_URL)  # (the database is the admin's)
     name = database_url.rsplit("/", 1)[1]
     await admin.execute(f"alter database {name} set default_transaction_isolation = 'repeatable read'")
     await admin.close()

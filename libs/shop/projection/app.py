@@ -7,17 +7,17 @@ import structlog
 from litestar import Litestar
 
 from shop import messaging
-from shop.ops import Readiness, ops_app
+from shop.ops import Readiness, ops_app, ops_token_guard
 from shop.projection.dlq import redrive_handler
 from shop.projection.engine import Projector
 from shop.projection.rebuild import ReadModel, Rebuild, rebuild_handlers
-from shop.settings import CommonSettings
+from shop.settings import ProjectorSettings
 
 log = structlog.get_logger()
 
 
 def projector_app(
-    name: str, settings: CommonSettings, open_read_model: Callable[[], AbstractAsyncContextManager[ReadModel]]
+    name: str, settings: ProjectorSettings, open_read_model: Callable[[], AbstractAsyncContextManager[ReadModel]]
 ) -> Litestar:
     """The whole process of a projector, with a graceful stop: the batch in hand is finished."""
     readiness = Readiness()
@@ -27,7 +27,7 @@ def projector_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_read_model() as read_model:
-            nc = await messaging.connect(settings.nats_url, f"projector-{name}")
+            nc = await messaging.connect(settings.nats_url, f"projector-{name}", settings.nats_password)
             await messaging.ensure_streams(nc)
             projector = Projector(nc, name, await read_model.active())
             await projector.start()
@@ -48,4 +48,6 @@ def projector_app(
                 await nc.drain()
                 log.info("stopped", projector=name, position=projector.position)
 
-    return ops_app(readiness, lifespan, [*rebuild_handlers(rebuilds), *redrive_handler(name, projectors)])
+    guards = [ops_token_guard(settings.ops_token)]
+    handlers = [*rebuild_handlers(rebuilds, guards), *redrive_handler(name, projectors, guards)]
+    return ops_app(readiness, lifespan, handlers)

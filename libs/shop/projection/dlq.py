@@ -20,7 +20,7 @@ from nats.js.errors import NotFoundError
 from shop import messaging
 from shop.contracts.events import envelope_decoder
 from shop.messaging import DLQ_STREAM
-from shop.read_models import ops_url
+from shop.read_models import ops_headers, ops_secret, ops_url
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,10 +75,10 @@ class RedriveResult(msgspec.Struct, frozen=True, kw_only=True):
     failed: dict[int, str]  # DLQ sequence -> why it was rejected again (it stays, its aggregate parked)
 
 
-def redrive_handler(name: str, projectors: list) -> list:
-    """POST /dlq/redrive on a projector's ops port."""
+def redrive_handler(name: str, projectors: list, guards: list) -> list:
+    """POST /dlq/redrive on a projector's ops port (`guards`: the ops token)."""
 
-    @post("/dlq/redrive", media_type=MediaType.JSON, include_in_schema=False, status_code=200)
+    @post("/dlq/redrive", media_type=MediaType.JSON, include_in_schema=False, status_code=200, guards=guards)
     async def redrive(data: RedriveRequest) -> Response[RedriveResult]:
         if not projectors:
             return Response(RedriveResult(redriven=[], failed={}), status_code=503)
@@ -103,7 +103,7 @@ def redrive_handler(name: str, projectors: list) -> list:
 
 
 async def run(args: argparse.Namespace) -> int:
-    nc = await messaging.connect(args.nats_url, "dlq-cli", deadline=10)
+    nc = await messaging.connect(args.nats_url, "ops", ops_secret("nats-ops"), deadline=10)
     try:
         js = nc.jetstream()
         letters = await dead_letters(js, args.projector)
@@ -132,7 +132,7 @@ async def redrive(letters: list[DeadLetter], args: argparse.Namespace) -> int:
     failed = 0
     for projector in sorted({d.projector for d in letters}):
         seqs = [d.seq for d in letters if d.projector == projector] if args.seq else None
-        async with httpx.AsyncClient(base_url=ops_url(projector), timeout=120) as http:
+        async with httpx.AsyncClient(base_url=ops_url(projector), timeout=120, headers=ops_headers()) as http:
             answer = await http.post("/dlq/redrive", json={"seqs": seqs})
         if answer.status_code != 200:
             print(f"{projector} refused: {answer.status_code} {answer.text}", file=sys.stderr)

@@ -23,7 +23,7 @@ from shop.projection.app import projector_app
 from shop.projection.engine import Checkpoint, Event
 from shop.projection.rebuild import RebuildState
 from shop.read_models import projection_state_index
-from shop.settings import CommonSettings
+from shop.settings import ProjectorSettings
 
 Document = dict[str, Any]
 DocumentFunction = Callable[[Document | None, Envelope, DomainEvent], Document | None]
@@ -343,7 +343,7 @@ class DocumentReadModel:
             )
 
 
-class SearchProjectorSettings(CommonSettings, frozen=True, kw_only=True):
+class SearchProjectorSettings(ProjectorSettings, frozen=True, kw_only=True):
     opensearch_url: str = "http://127.0.0.1:9200"
     index_prefix: str = ""  # lets tests and parallel systems share one OpenSearch
 

@@ -32,7 +32,7 @@ from shop.messaging import EVENTS_STREAM
 from shop.ops import Check
 from shop.projection.dlq import dead_letters
 from shop.projection.engine import Projector, Store
-from shop.read_models import PROJECTORS, ops_url
+from shop.read_models import PROJECTORS, ops_headers, ops_url
 
 log = structlog.get_logger()
 
@@ -247,11 +247,11 @@ class Rebuild:
             return True
 
 
-def rebuild_handlers(rebuilds: list[Rebuild]) -> list:
+def rebuild_handlers(rebuilds: list[Rebuild], guards: list) -> list:
     """POST /rebuild starts one (409 while one runs), GET /rebuild tells how it goes, DELETE /rebuild
-    stops it and throws its generation away."""
+    stops it and throws its generation away; `guards` (the ops token) keep POST and DELETE."""
 
-    @post("/rebuild", media_type=MediaType.JSON, include_in_schema=False)
+    @post("/rebuild", media_type=MediaType.JSON, include_in_schema=False, guards=guards)
     async def start_rebuild() -> Response[RebuildStatus]:
         if not rebuilds:
             return Response(RebuildStatus(projector="", state="failed", error="still starting"), status_code=503)
@@ -266,7 +266,7 @@ def rebuild_handlers(rebuilds: list[Rebuild]) -> list:
             return Response(RebuildStatus(projector="", state="failed", error="still starting"), status_code=503)
         return Response(rebuilds[0].status)
 
-    @delete("/rebuild", media_type=MediaType.JSON, include_in_schema=False, status_code=200)
+    @delete("/rebuild", media_type=MediaType.JSON, include_in_schema=False, status_code=200, guards=guards)
     async def cancel_rebuild() -> Response[RebuildStatus]:
         if not rebuilds:
             return Response(RebuildStatus(projector="", state="failed", error="still starting"), status_code=503)
@@ -279,7 +279,7 @@ def rebuild_handlers(rebuilds: list[Rebuild]) -> list:
 
 async def run(projector: str, url: str, timeout: float) -> int:
     """Start a rebuild through the projector's ops endpoint and follow it to the end with a progress bar."""
-    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=10, headers=ops_headers()) as http:
         started = await http.post("/rebuild")
         if started.status_code == 409:
             print(f"a rebuild of {projector} is already running; following it")

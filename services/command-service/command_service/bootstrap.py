@@ -15,6 +15,7 @@ from command_service.handlers import CommandHandlers
 from command_service.settings import Settings
 from shop import messaging
 from shop.ops import Readiness, ops_app
+from shop.settings import with_password
 
 log = structlog.get_logger()
 
@@ -35,14 +36,16 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await create_pool(settings.database_url, settings.database_pool_size)
+        pool = await create_pool(
+            with_password(settings.database_url, settings.database_password), settings.database_pool_size
+        )
         await migrate(pool)
-        nc = await messaging.connect(settings.nats_url, "command-service")
+        nc = await messaging.connect(settings.nats_url, "command-service", settings.nats_password)
         await messaging.ensure_streams(nc)
         store = EventStore(pool)
         relay = OutboxRelay(pool, nc.jetstream(), settings.relay_interval, listen_url=settings.database_url)
         relay.start()
-        responder = messaging.Responder(nc)
+        responder = messaging.Responder(nc, settings.actor_key)
         await responder.serve(
             "cmd.>",
             "command-service",

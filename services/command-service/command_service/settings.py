@@ -1,9 +1,11 @@
-from shop.settings import CommonSettings
+from shop.settings import CommonSettings, Secret
 
 
 class Settings(CommonSettings, frozen=True, kw_only=True):
+    actor_key: Secret  # the gateway's key for the caller's signature (shop.signatures); ACTOR_KEY_FILE
     http_port: int = 8001
-    database_url: str = "postgresql://shop:shop@127.0.0.1:5432/shop"
+    database_url: str = "postgresql://shop@127.0.0.1:5432/shop"  # the event store's owner, the only writer
+    database_password: str = ""  # DATABASE_PASSWORD_FILE (deploy/secrets.sh); unless the URL has one
     database_pool_size: int = 20
     request_timeout: float = 10.0  # the deadline of a command that came without one
     publish_wait: float = 5.0  # how long a command waits for its events to reach JetStream

@@ -1,13 +1,12 @@
-"""The gateway app: public API under /v1, ops endpoints, OpenAPI at /schema."""
+"""The gateway app: public API under /v1, OpenAPI at /schema; its ops endpoints (health, metrics) are a
+second app (`state.ops_app`) on their own port, OPS_PORT."""
 
 import time
 import uuid
-import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
-from jwt.warnings import InsecureKeyLengthWarning
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -22,12 +21,13 @@ from gateway.orders import AdminOrderController, OrderController
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.products import ProductController
 from gateway.rate_limit import rate_limit
-from gateway.settings import DEV_JWT_SECRET, Settings
+from gateway.settings import Settings
 from gateway.sync import PositionFeed, SyncController
+from gateway.tokens import TokenVerifier
 from gateway.verified_tokens import VerifiedTokens
 from shop import messaging
 from shop.metrics import HTTP_REQUESTS
-from shop.ops import Readiness, ops_handlers
+from shop.ops import Readiness, ops_app
 
 log = structlog.get_logger()
 
@@ -81,17 +81,20 @@ async def allow_every_method(message: Message, scope: Scope) -> None:
 
 
 def create_app(settings: Settings) -> Litestar:
-    if settings.environment == "production" and settings.jwt_secret == DEV_JWT_SECRET:
-        raise SystemExit("refusing to start in production with the development JWT secret: set GATEWAY_JWT_SECRET")
-    if settings.jwt_secret == DEV_JWT_SECRET:
-        log.warning("development_jwt_secret", detail="tokens are signed with 'dev-secret'; set GATEWAY_JWT_SECRET")
-        warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)  # said once above, not per request
+    tokens = TokenVerifier(
+        settings.jwt_secret,
+        settings.jwt_jwks_url,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        settings.jwt_leeway,
+        settings.jwt_jwks_refetch,
+    )
     readiness = Readiness()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        nc = await messaging.connect(settings.nats_url, "gateway")
-        app.state.bus = Bus(nc, settings.command_timeout, settings.query_timeout)
+        nc = await messaging.connect(settings.nats_url, "gateway", settings.nats_password)
+        app.state.bus = Bus(nc, settings.actor_key, settings.command_timeout, settings.query_timeout)
         app.state.feed = PositionFeed(settings.sync_streams_per_user, settings.sync_streams_total)
         await app.state.feed.start(nc)
         readiness.checks.update(nats=lambda: nc.flush(timeout=1))
@@ -110,7 +113,6 @@ def create_app(settings: Settings) -> Litestar:
             AdminOrderController,
             AnalyticsController,
             SyncController,
-            *ops_handlers(readiness),
         ],
         dependencies={
             "bus": Provide(provide_bus, sync_to_thread=False),
@@ -125,7 +127,14 @@ def create_app(settings: Settings) -> Litestar:
         ],
         before_send=[add_request_id, allow_every_method],
         lifespan=[lifespan],
-        state=State({"settings": settings, "verified_tokens": VerifiedTokens()}),
+        state=State(
+            {
+                "settings": settings,
+                "tokens": tokens,
+                "verified_tokens": VerifiedTokens(),
+                "ops_app": ops_app(readiness, None),
+            }
+        ),
         openapi_config=OpenAPIConfig(title="Mobile shop API", version="1.0.0", path="/schema"),
         request_max_body_size=1_000_000,
         logging_config=None,  # shop.logs configured it

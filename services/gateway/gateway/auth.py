@@ -1,19 +1,17 @@
 """Bearer JWT -> Actor (`sub` is the user id, `roles` a list; "admin" opens the admin routes).
 Route guards check the caller before anything reads the body."""
 
-import jwt
 import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 
+from gateway.tokens import TokenVerifier
 from shop.contracts.commands import Actor
-from shop.errors import Forbidden, Unauthorized, UnsupportedMediaType
-
-CLOCK_SKEW = 30  # seconds a token's `exp` may lie behind this gateway's clock
+from shop.errors import Forbidden, Unauthorized, Unavailable, UnsupportedMediaType
 
 
-def actor_from(request: ASGIConnection, secret: str, algorithm: str) -> tuple[Actor, float] | None:
+def actor_from(request: ASGIConnection, tokens: TokenVerifier) -> tuple[Actor, float] | None:
     """The caller and when its token expires (Unix time); None without a token."""
     header = request.headers.get("authorization")
     if header is None:
@@ -21,12 +19,7 @@ def actor_from(request: ASGIConnection, secret: str, algorithm: str) -> tuple[Ac
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("use 'Authorization: Bearer <JWT>'")
-    try:
-        claims = jwt.decode(
-            token, secret, algorithms=[algorithm], options={"require": ["sub", "exp"]}, leeway=CLOCK_SKEW
-        )
-    except jwt.PyJWTError as exc:
-        raise Unauthorized(f"invalid token: {exc}") from exc
+    claims = tokens.claims(token)
     try:
         actor = msgspec.convert({"user_id": claims["sub"], "roles": claims.get("roles", [])}, Actor)
     except msgspec.ValidationError as exc:
@@ -45,13 +38,13 @@ def caller(connection: ASGIConnection) -> Actor | None:
         found = app_state.verified_tokens.get(header) if header else None
         if found is None:
             try:
-                found = actor_from(connection, app_state.settings.jwt_secret, app_state.settings.jwt_algorithm)
-            except Unauthorized as exc:
+                found = actor_from(connection, app_state.tokens)
+            except (Unauthorized, Unavailable) as exc:
                 found = exc
             if isinstance(found, tuple):
                 app_state.verified_tokens.put(header, found, found[1])
         state["caller"] = found
-    if isinstance(state["caller"], Unauthorized):
+    if isinstance(state["caller"], Unauthorized | Unavailable):
         raise state["caller"]
     return state["caller"][0] if state["caller"] else None
 
@@ -90,6 +83,6 @@ def rate_limit_key(request: Request) -> str:
     """Callers are limited per user; callers without a (valid) token per address."""
     try:
         found = caller(request)  # kept in the request's state: the guards do not verify it again
-    except Unauthorized:
+    except (Unauthorized, Unavailable):
         found = None
     return f"user:{found.user_id}" if found else f"address:{request.client.host if request.client else 'unknown'}"

@@ -10,13 +10,17 @@ from shop.contracts.queries import Query, QueryMeta, QueryRequest
 from shop.contracts.replies import CommandResult, Reply
 from shop.errors import OutcomeUnknown
 from shop.messaging import request
+from shop.signatures import signed
 
 command_result_decoder = msgspec.json.Decoder(CommandResult)
 
 
 class Bus:
-    def __init__(self, nc: NATS, command_timeout: float, query_timeout: float) -> None:
-        self._nc, self._command_timeout, self._query_timeout = nc, command_timeout, query_timeout
+    """Every request signed with the actor key: the services trust the caller it names only so."""
+
+    def __init__(self, nc: NATS, actor_key: str, command_timeout: float, query_timeout: float) -> None:
+        self._nc, self._key = nc, actor_key
+        self._command_timeout, self._query_timeout = command_timeout, query_timeout
 
     async def command(
         self, command: Command, actor: Actor, correlation_id: str, idempotency_key: str | None
@@ -27,10 +31,12 @@ class Bus:
             actor=actor, correlation_id=correlation_id, idempotency_key=idempotency_key, deadline=deadline
         )
         payload = msgspec.json.encode(CommandRequest(meta=meta, command=command))
-        reply = await request(self._nc, command.subject, payload, self._command_timeout, OutcomeUnknown)
+        headers = signed(self._key, command.subject, payload)
+        reply = await request(self._nc, command.subject, payload, self._command_timeout, OutcomeUnknown, headers)
         return command_result_decoder.decode(reply.result)
 
     async def query(self, query: Query, actor: Actor | None, correlation_id: str, min_position: int) -> Reply:
         meta = QueryMeta(actor=actor, correlation_id=correlation_id, min_position=min_position)
         payload = msgspec.json.encode(QueryRequest(meta=meta, query=query))
-        return await request(self._nc, query.subject, payload, self._query_timeout)
+        headers = signed(self._key, query.subject, payload)
+        return await request(self._nc, query.subject, payload, self._query_timeout, headers=headers)

@@ -4,18 +4,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
-from redis.asyncio import Redis
 
 from projector_analytics.adapters.counters import AnalyticsReadModel
 from projector_analytics.settings import Settings
 from shop.projection.app import projector_app
-from shop.read_models import ANALYTICS
+from shop.read_models import ANALYTICS, analytics_redis
 
 
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def open_read_model() -> AsyncIterator[AnalyticsReadModel]:
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, health_check_interval=30)
+        redis = analytics_redis(settings.redis_url, settings.redis_password, "projector-analytics")
         try:
             yield AnalyticsReadModel(redis, settings.analytics_prefix)
         finally:

@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 import structlog
 from litestar import Litestar
 from opensearchpy import AsyncOpenSearch
-from redis.asyncio import Redis
 
 from query_service.adapters.positions import ProjectionPositions
 from query_service.adapters.read_models import AnalyticsCounters, SearchDocuments
@@ -14,7 +13,7 @@ from query_service.handlers import QueryHandlers
 from query_service.settings import Settings
 from shop import messaging
 from shop.ops import Readiness, ops_app
-from shop.read_models import ANALYTICS, CATALOG, ORDER_LIST, ORDERS_ALIAS, PRODUCTS_ALIAS
+from shop.read_models import ANALYTICS, CATALOG, ORDER_LIST, ORDERS_ALIAS, PRODUCTS_ALIAS, analytics_redis
 
 log = structlog.get_logger()
 
@@ -25,8 +24,8 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         search = AsyncOpenSearch(hosts=[settings.opensearch_url], timeout=10)
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, health_check_interval=30)
-        nc = await messaging.connect(settings.nats_url, "query-service")
+        redis = analytics_redis(settings.redis_url, settings.redis_password, "query-service")
+        nc = await messaging.connect(settings.nats_url, "query-service", settings.nats_password)
         try:
             await messaging.ensure_streams(nc)
             prefix = settings.index_prefix
@@ -40,7 +39,7 @@ def create_app(settings: Settings) -> Litestar:
             )
             await positions.start()
             handlers = QueryHandlers(orders, products, analytics, positions, settings.consistency_wait)
-            responder = messaging.Responder(nc)
+            responder = messaging.Responder(nc, settings.actor_key)
             await responder.serve("qry.>", "query-service", handlers.answer)
             readiness.checks.update(
                 nats=lambda: nc.flush(timeout=1), orders=orders.ping, products=products.ping, redis=analytics.ping

@@ -3,7 +3,6 @@ waited past those, its checkpoint read from its own store by one shared watcher 
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -35,7 +34,9 @@ class ProjectionPositions:
         self._advanced = asyncio.Event()
         self._waiting: dict[str, int] = dict.fromkeys(PROJECTORS, 0)
         self._needs_search: dict[str, int] = dict.fromkeys(PROJECTORS, 0)
-        self._stream_end, self._stream_end_at = 0, 0.0
+        self._stream_end = 0  # the last sequence of the stream, as last seen
+        self._next_look: asyncio.Task[int | None] | None = None  # shared by the reads that came before it starts
+        self._looking = asyncio.Lock()
         self._watcher: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -82,15 +83,26 @@ class ProjectionPositions:
             self._needs_search[projector] -= searchable
 
     async def _end_of_stream(self, wanted: int) -> int:
-        """The stream's last sequence, asked again only when `wanted` lies beyond what was last seen
-        (NATS away: `wanted`, so the read waits rather than calling a real position impossible)."""
-        if wanted > self._stream_end and time.monotonic() - self._stream_end_at > 0.05:
+        """The stream's last sequence, asked again only when `wanted` lies beyond what was last seen, by a look
+        that starts after this read came in (an earlier one may predate the caller's write). Reads that come in
+        while a look is under way share the next one: one look at a time, whatever the number of reads.
+        NATS away: `wanted`, so the read waits rather than calling a real position impossible."""
+        if wanted <= self._stream_end:
+            return self._stream_end
+        if self._next_look is None:
+            self._next_look = asyncio.create_task(self._look_at_the_end())
+        end = await asyncio.shield(self._next_look)
+        return wanted if end is None else end
+
+    async def _look_at_the_end(self) -> int | None:
+        async with self._looking:
+            self._next_look = None  # this look starts now: reads from here on wait for the next
             try:
-                self._stream_end = (await self._js.stream_info(EVENTS_STREAM)).state.last_seq
+                last_seq = (await self._js.stream_info(EVENTS_STREAM)).state.last_seq
             except Exception:
-                return wanted
-            self._stream_end_at = time.monotonic()
-        return self._stream_end
+                return None
+            self._stream_end = max(self._stream_end, last_seq)
+            return self._stream_end
 
     async def _watch(self) -> None:
         """Reads the stores of projections that reads wait on: a missed announcement costs at most
