@@ -99,9 +99,9 @@ async def test_a_command_learns_its_position_when_another_replica_published_its_
     assert result.position is not None and result.position == stored
 
 
-async def test_another_replicas_relay_tells_a_waiting_command_at_once(pool, nats_url, database_url, monkeypatch):
+async def test_another_replicas_relay_tells_a_waiting_command_at_once(pool, nats, database_url, monkeypatch):
     monkeypatch.setattr(relay_module, "RECHECK", 30.0)  # no look at the table in time: only the notification
-    nc = await messaging.connect(nats_url, "test-replicas")
+    nc = await nats.connect("command-service")
     await messaging.ensure_streams(nc)
     here = OutboxRelay(pool, nc.jetstream(), interval=0.05, listen_url=database_url)
 
