@@ -13,7 +13,7 @@ from bench.load import WrkResult, run_wrk
 from bench.run import Bench
 from bench.shop import CATEGORIES, WORDS, write_lines
 
-BARE_PORT = 8006  # next to the shop's 8000-8005
+BARE_PORT = 8007  # next to the shop's 8000-8005 and the gateway's ops port 8006
 
 
 def query_paths(bench: Bench) -> dict[str, list[str]]:
