@@ -134,17 +134,12 @@ redis_start() {
   if pid_alive "$dir/redis.pid"; then log "redis already running"; return; fi
   port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process"
   mkdir -p "$dir"
-  # ACL users, their passwords from deploy/secrets.sh stored hashed; `default` is off: no anonymous client.
-  # projector-analytics writes the analytics keys (its Lua scripts, SCAN/DEL of retired generations),
-  # query-service only reads them, ops (tests, bench) may do anything.
+  # the users of deploy/redis/users.acl, their passwords from deploy/secrets.sh stored hashed
   (
     umask 077
-    cat >"$dir/users.acl" <<EOF
-user default off resetpass resetkeys resetchannels -@all
-user projector-analytics on #$(redis_hash projector-analytics) resetkeys ~analytics:* resetchannels -@all +@read +@write +@connection -@dangerous +evalsha +script|load
-user query-service on #$(redis_hash query-service) resetkeys %R~analytics:* resetchannels -@all +@read +@connection -@dangerous
-user ops on #$(redis_hash ops) ~* &* +@all
-EOF
+    grep '^user ' "$ROOT/deploy/redis/users.acl" | while read -r _ name rules; do
+      if [ "$name" = default ]; then echo "user $name $rules"; else echo "user $name $rules #$(redis_hash "$name")"; fi
+    done >"$dir/users.acl"
   )
   STARTED+=(redis)
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" --daemonize yes --aclfile "$dir/users.acl" \

@@ -40,5 +40,6 @@ case "${1:-}" in
     for user in $NATS_USERS; do printf '%s_NATS_PASSWORD=%s\n' "$(variable "$user")" "$(cat "$SECRETS_DIR/nats-$user")"; done
     printf 'ACTOR_KEY=%s\nOPS_TOKEN=%s\nGATEWAY_JWT_SECRET=%s\n' "$(cat "$SECRETS_DIR/actor-key")" \
       "$(cat "$SECRETS_DIR/ops-token")" "$(cat "$SECRETS_DIR/jwt-secret")"
-    printf 'POSTGRES_PASSWORD=%s\n' "$(cat "$SECRETS_DIR/postgres-command-service")" ;;
+    printf 'POSTGRES_PASSWORD=%s\n' "$(cat "$SECRETS_DIR/postgres-command-service")"
+    for user in $REDIS_USERS; do printf '%s_REDIS_PASSWORD=%s\n' "$(variable "$user")" "$(cat "$SECRETS_DIR/redis-$user")"; done ;;
 esac

@@ -134,3 +134,17 @@ def test_dockerfile_installs_the_project_as_a_non_root_user():
     assert re.search(r"^RUN pip install --no-cache-dir \.$", dockerfile, re.M)
     user = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert user and user[-1].split(":")[0] not in {"root", "0"}
+
+
+def test_redis_has_the_users_of_the_local_run_and_each_client_logs_in_as_itself(services):
+    """The rules of deploy/redis/users.acl (which deploy/infra.sh writes for the local run too), each
+    user's password from a required variable; no anonymous client, so the health check logs in."""
+    redis = services["redis"]
+    assert "./deploy/redis/users.acl:/etc/redis/users.acl:ro" in redis["volumes"]
+    script = redis["command"][-1]
+    assert "/etc/redis/users.acl" in script and "--aclfile /data/users.acl" in script
+    assert "--user ops" in redis["healthcheck"]["test"][-1]
+    for app in ("query-service", "projector-analytics"):
+        variable = app.upper().replace("-", "_") + "_REDIS_PASSWORD"
+        assert services[app]["environment"]["REDIS_PASSWORD"] == redis["environment"][variable]
+    assert "user default off" in (ROOT / "deploy/redis/users.acl").read_text()
