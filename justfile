@@ -1,6 +1,6 @@
 # Recipes for running, testing and operating the shop. Call through ./justw (it prepares .venv).
 set shell := ["bash", "-euo", "pipefail", "-c"]
-export PATH := justfile_directory() + "/.venv/bin:" + env_var("PATH")
+export PATH := justfile_directory() + "/.venv/bin:" + justfile_directory() + "/.run/bin:" + env_var("PATH")
 
 # list the recipes
 default:

@@ -13,6 +13,12 @@ PG_PORT=${PG_PORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
 SECRETS_DIR=${SECRETS_DIR:-$RUN_DIR/secrets}  # the stores' passwords (deploy/secrets.sh)
 PG_DB=${PG_DB:-shop}
+# NATS: a current release built from the Go module proxy with the machine's Go toolchain (Debian's is
+# 2.9.10, from 2022), and its CLI; cached per version under <repo>/.run/bin, shared by every RUN_DIR
+NATS_SERVER_VERSION=v2.15.2
+NATS_CLI_VERSION=v0.5.0
+BIN_DIR=$ROOT/.run/bin
+NATS_SERVER=$BIN_DIR/nats-server-$NATS_SERVER_VERSION
 
 log() { printf '[infra] %s\n' "$*" >&2; }
 die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -25,9 +31,24 @@ apt_install() { RUN_DIR=$RUN_DIR "$ROOT/deploy/apt-install.sh" "$@"; }
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
+go_build() { # package version target: `go install` into a scratch folder, then moved into place whole
+  [ -x "$3" ] && return
+  command -v go >/dev/null || die "building $1 needs the Go toolchain (go), which is not installed"
+  log "building $1@$2 with $(go version | cut -d' ' -f3) (once; cached in $BIN_DIR)"
+  local scratch
+  scratch=$(mktemp -d)
+  GOBIN=$scratch go install "$1@$2" >&2 || die "go install $1@$2 failed"
+  mkdir -p "$BIN_DIR"
+  mv "$scratch"/* "$3.tmp.$$" && mv "$3.tmp.$$" "$3"  # the one binary it built
+  rm -rf "$scratch"
+}
+
 ensure_installed() {
   local missing=()
-  command -v nats-server >/dev/null || missing+=(nats-server)
+  go_build github.com/nats-io/nats-server/v2 "$NATS_SERVER_VERSION" "$NATS_SERVER"
+  go_build github.com/nats-io/natscli/nats "$NATS_CLI_VERSION" "$BIN_DIR/nats-$NATS_CLI_VERSION"
+  ln -sf "nats-$NATS_CLI_VERSION" "$BIN_DIR/nats"
+  ln -sf "nats-server-$NATS_SERVER_VERSION" "$BIN_DIR/nats-server"
   command -v redis-server >/dev/null || missing+=(redis-server)
   [ -n "$(pg_bin)" ] || missing+=(postgresql)
   command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
@@ -71,7 +92,7 @@ include "auth.conf"
 EOF
   (
     eval "$(RUN_DIR=$RUN_DIR SECRETS_DIR=$SECRETS_DIR "$ROOT/deploy/secrets.sh" nats-env)"
-    exec setsid nohup nats-server -c "$dir/nats.conf" >>"$LOGS/nats.log" 2>&1 </dev/null 9>&-
+    exec setsid nohup "$NATS_SERVER" -c "$dir/nats.conf" >>"$LOGS/nats.log" 2>&1 </dev/null 9>&-
   ) &
   wait_for nats 30 port_open "$NATS_PORT"
   log "nats up on 127.0.0.1:$NATS_PORT (JetStream store $dir/jetstream; users of deploy/nats/auth.conf)"
