@@ -37,9 +37,20 @@ OPENSEARCH_URL = os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` free ports, all different: held together while they are picked (one at a time, the
+    system may hand out the same port twice, and a NATS server was once given one port for both)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def wait_for_port(port: int, deadline: float) -> None:
@@ -58,7 +69,7 @@ class NatsServer:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir, self.secrets = run_dir, run_dir / "secrets"
-        self.port, self.monitor_port = free_port(), free_port()
+        self.port, self.monitor_port = free_ports(2)
         self.url = f"nats://127.0.0.1:{self.port}"
         self.monitor_url = f"http://127.0.0.1:{self.monitor_port}"
         self.start()

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from shop.ops import PROCESSES
 from shop.read_models import PROJECTORS
-from tests.conftest import OPENSEARCH_URL, REDIS_ADDRESS, REDIS_URL, STORE_SECRETS, NatsServer, free_port, new_database
+from tests.conftest import OPENSEARCH_URL, REDIS_ADDRESS, REDIS_URL, STORE_SECRETS, NatsServer, free_ports, new_database
 
 ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "e2e-secret-that-is-long-enough-for-hs256"
@@ -91,7 +91,8 @@ class System:
 async def running_system(run_dir: Path, nats: NatsServer, **settings: str) -> AsyncIterator[System]:
     """The six processes against their own database, key and index prefixes; `settings` override the
     environment they are started with (e.g. OPENSEARCH_URL through a proxy)."""
-    ports = {name: free_port() for name in PROCESSES}
+    *picked, ops_port = free_ports(len(PROCESSES) + 1)
+    ports = dict(zip(PROCESSES, picked, strict=True))
     prefix = f"e2e-{uuid.uuid4().hex[:8]}-"
     redis = Redis.from_url(REDIS_URL)
     async with new_database() as database_url:
@@ -110,7 +111,7 @@ async def running_system(run_dir: Path, nats: NatsServer, **settings: str) -> As
             "GATEWAY_JWT_SECRET": JWT_SECRET,
             "QUERY_SERVICE_CONSISTENCY_WAIT": "1.5",
             **{f"{name.upper().replace('-', '_')}_HTTP_PORT": str(port) for name, port in ports.items()},
-            "GATEWAY_OPS_PORT": str(free_port()),
+            "GATEWAY_OPS_PORT": str(ops_port),
             **settings,
         }
         system = System(

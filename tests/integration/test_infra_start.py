@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ def private_checkout(tmp_path) -> Iterator[Path]:
 
 
 def infra(checkout: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-    ports = {"NATS_PORT": str(free_port()), "NATS_MONITOR_PORT": str(free_port()), "PG_PORT": str(free_port())}
+    ports = dict(zip(("NATS_PORT", "NATS_MONITOR_PORT", "PG_PORT"), map(str, free_ports(3)), strict=True))
     return subprocess.run(
         [checkout / "deploy" / "infra.sh", *args],
         env={**os.environ, **ports, **env, "RUN_DIR": str(checkout / ".run")},
