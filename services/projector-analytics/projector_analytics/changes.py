@@ -41,17 +41,20 @@ def order_totals(
 ) -> list[RedisCommand]:
     """Counted on the day the order was placed, also when it is cancelled later."""
     day = placed_at.date()
+    iso = day.isoformat()
+    day_key, day_units, units, names = keys.day(iso), keys.day_units(iso), keys.units, keys.product_names
     changes: list[RedisCommand] = [
-        ["HINCRBY", keys.day(day.isoformat()), "revenue", sign * total],
-        ["HINCRBY", keys.day(day.isoformat()), "orders", sign],
-        ["ZADD", keys.days, day.toordinal(), day.isoformat()],
+        ["HINCRBY", day_key, "revenue", sign * total],
+        ["HINCRBY", day_key, "orders", sign],
+        ["ZADD", keys.days, day.toordinal(), iso],
     ]
     for item in items:
-        changes += [
-            ["ZINCRBY", keys.units, sign * item.quantity, item.product_id],
-            ["ZINCRBY", keys.day_units(day.isoformat()), sign * item.quantity, item.product_id],
-            ["HSET", keys.product_names, item.product_id, item.name],
-        ]
+        product, quantity = item.product_id, sign * item.quantity
+        changes += (
+            ["ZINCRBY", units, quantity, product],
+            ["ZINCRBY", day_units, quantity, product],
+            ["HSET", names, product, item.name],
+        )
     return changes
 
 
@@ -59,13 +62,19 @@ def merge(commands: Iterable[list]) -> list[list]:
     """One command per key and field: increments added up, the last value set (HSET, ZADD)."""
     merged: dict[tuple, list] = {}
     for command in commands:
-        name, key = command[0], command[1]
-        if name == "HINCRBY":
-            found = merged.setdefault((name, key, command[2]), [name, key, command[2], 0])
-            found[3] += command[3]
-        elif name == "ZINCRBY":
-            found = merged.setdefault((name, key, command[3]), [name, key, 0, command[3]])
-            found[2] += command[2]
+        name, key, a, b = command
+        if name == "HINCRBY":  # key field increment
+            found = merged.get((name, key, a))
+            if found is None:
+                merged[name, key, a] = [name, key, a, b]
+            else:
+                found[3] += b
+        elif name == "ZINCRBY":  # key increment member
+            found = merged.get((name, key, b))
+            if found is None:
+                merged[name, key, b] = [name, key, a, b]
+            else:
+                found[2] += a
         else:  # HSET key field value, ZADD key score member
-            merged[name, key, command[2] if name == "HSET" else command[3]] = command
+            merged[name, key, a if name == "HSET" else b] = command
     return list(merged.values())

@@ -141,27 +141,30 @@ class AnalyticsStore:
         return Checkpoint(position=int(position or 0), parked=parked_decoder.decode(parked) if parked else {})
 
     async def prepare(self, events: Sequence[Event]) -> Changes:
-        batch, rejected, blocked = [], {}, {}
-        versions: dict[str, list[int]] = {}  # aggregate -> [first, last] version in the batch
+        batch, rejected, blocked, commands = [], {}, {}, []
+        versions: dict[str, list] = {}  # aggregate -> [aggregate, first, last version in the batch]
         in_order = True
         for seq, envelope, event in events:
-            if envelope.stream_id in blocked:
-                rejected[seq] = f"parked behind #{blocked[envelope.stream_id]}"
+            aggregate, version = envelope.stream_id, envelope.version
+            if aggregate in blocked:
+                rejected[seq] = f"parked behind #{blocked[aggregate]}"
                 continue
             try:  # also without changes, so that every version is recorded and a missing one is noticed
                 changes = analytics_changes(RELATIVE, envelope, event)
             except Exception as exc:  # the projection's own code refuses it
-                blocked[envelope.stream_id], rejected[seq] = seq, f"{type(exc).__name__}: {exc}"
+                blocked[aggregate], rejected[seq] = seq, f"{type(exc).__name__}: {exc}"
                 continue
-            batch.append((seq, envelope.stream_id, envelope.version, changes))
-            span = versions.setdefault(envelope.stream_id, [envelope.version, envelope.version - 1])
-            in_order = in_order and envelope.version == span[1] + 1
-            span[1] = envelope.version
+            batch.append((seq, aggregate, version, changes))
+            commands += changes
+            span = versions.get(aggregate)
+            if span is None:
+                versions[aggregate] = [aggregate, version, version]
+            else:
+                in_order = in_order and version == span[2] + 1
+                span[2] = version
         merged = None
         if batch and in_order and not rejected:
-            aggregates = [[aggregate, first, last] for aggregate, (first, last) in versions.items()]
-            commands = merge(command for *_, changes in batch for command in changes)
-            merged = (msgspec.json.encode(aggregates), msgspec.json.encode(commands))
+            merged = (msgspec.json.encode(list(versions.values())), msgspec.json.encode(merge(commands)))
         return Changes(rejected, batch, merged)
 
     async def send(self, prepared: Changes, checkpoint: Checkpoint | None) -> dict[int, str]:
