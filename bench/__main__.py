@@ -60,6 +60,10 @@ async def main(quick: bool, stream_only: bool, stage: str | None) -> None:
         if stream_only:
             console.print(f"stream: {results['stream']}")
             return
+        if stage == "rebuild":
+            results["rebuild"] = await rebuilds.run(bench)
+            console.print(report.table(report.rows(results), "rebuild stage only"))
+            return
         await bench.make_products()
         results["catch_up_before_seconds"] = await bench.catch_up()
         results["commands"] = await commands.run(bench)
@@ -87,6 +91,6 @@ if __name__ == "__main__":
     )
     parser.add_argument("--quick", action="store_true", help="short measurements (about a minute), for trying a change")
     parser.add_argument("--stream-only", action="store_true", help="only make the stream the rebuilds replay (once)")
-    parser.add_argument("--stage", choices=["commands"], help="run only this stage (no files written)")
+    parser.add_argument("--stage", choices=["commands", "rebuild"], help="run only this stage (no files written)")
     args = parser.parse_args()
     asyncio.run(main(args.quick, args.stream_only, args.stage))
