@@ -58,23 +58,23 @@ def order_totals(
     return changes
 
 
+# an increment's command -> where its field (or member) and its amount are
+INCREMENTS = {"HINCRBY": (2, 3), "ZINCRBY": (3, 2)}  # HINCRBY key field amount, ZINCRBY key amount member
+
+
 def merge(commands: Iterable[list]) -> list[list]:
     """One command per key and field: increments added up, the last value set (HSET, ZADD)."""
     merged: dict[tuple, list] = {}
     for command in commands:
-        name, key, a, b = command
-        if name == "HINCRBY":  # key field increment
-            found = merged.get((name, key, a))
-            if found is None:
-                merged[name, key, a] = [name, key, a, b]
-            else:
-                found[3] += b
-        elif name == "ZINCRBY":  # key increment member
-            found = merged.get((name, key, b))
-            if found is None:
-                merged[name, key, b] = [name, key, a, b]
-            else:
-                found[2] += a
-        else:  # HSET key field value, ZADD key score member
-            merged[name, key, a if name == "HSET" else b] = command
+        name, key = command[0], command[1]
+        at = INCREMENTS.get(name)
+        if at is None:  # HSET key field value, ZADD key score member
+            merged[name, key, command[2] if name == "HSET" else command[3]] = command
+            continue
+        field, amount = at
+        found = merged.get((name, key, command[field]))
+        if found is None:
+            merged[name, key, command[field]] = list(command)
+        else:
+            found[amount] += command[amount]
     return list(merged.values())
