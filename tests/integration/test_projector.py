@@ -87,6 +87,9 @@ async def test_the_checkpoint_is_kept_in_the_store_and_a_new_process_resumes_fro
     await passed(second, last)
     await second.stop()
     assert (await document(catalog, p1))["stock"] == 7
+    # the checkpoints' index asks for no replica a single node cannot hold
+    health = await catalog._client.cluster.health(index=catalog._state_index)
+    assert health["status"] == "green", health
 
 
 async def test_a_poison_event_parks_only_its_aggregate_and_a_redrive_unparks_it(nc, catalog):

@@ -32,7 +32,10 @@ KNOWN_IDS = 2_000_000  # ids a writer remembers (~200 MB) before it asks the ind
 # a replay writes without refreshes, replicas or an fsync per _bulk; its checkpoint is stored only after a flush
 REPLAY_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0, "translog.durability": "async"}}
 REPLAY_FLUSH_SECONDS = 5.0
-STATE_MAPPING = {"mappings": {"dynamic": False, "properties": {"position": {"type": "long"}}}}
+STATE_INDEX = {  # one replica where the cluster has a node for it: a single node stays green
+    "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
+    "mappings": {"dynamic": False, "properties": {"position": {"type": "long"}}},
+}
 
 
 class JSON(JSONSerializer):
@@ -272,7 +275,7 @@ class DocumentReadModel:
     async def active(self) -> DocumentStore:
         """The generation the alias points at; the first one is made here."""
         if not await self._client.indices.exists(index=self._state_index):
-            await self._client.indices.create(index=self._state_index, body=STATE_MAPPING, ignore=400)
+            await self._client.indices.create(index=self._state_index, body=STATE_INDEX, ignore=400)
         if not await self._client.indices.exists_alias(name=self._alias):
             index = f"{self._alias}-v1"
             await self._client.indices.create(index=index, body=self._mapping, ignore=400)  # 400: it exists
