@@ -27,6 +27,10 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class ProjectorSettings(CommonSettings, frozen=True, kw_only=True):
     ops_token: Secret  # what POST/DELETE /rebuild and POST /dlq/redrive need as bearer token; OPS_TOKEN_FILE
+    # seconds between refreshes of a search read model while it has unrefreshed writes: a refresh costs
+    # OpenSearch a new segment (tens of ms of CPU here); a list or search that waits for its token does
+    # not wait for it, the query-service refreshes for it at once
+    refresh_interval: float = 1.0
 
 
 def load_settings(cls: type[S], service: str) -> S:

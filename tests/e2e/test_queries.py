@@ -8,6 +8,9 @@ import httpx
 import msgspec
 import pytest
 
+from tests.conftest import NatsServer
+from tests.e2e.conftest import running_system
+
 pytestmark = pytest.mark.e2e
 
 
@@ -120,6 +123,24 @@ async def test_a_list_read_with_its_token_always_shows_the_write_it_waited_for(c
         if listed.headers["X-Consistency"] == "fresh" and placed["id"] not in [o["id"] for o in listed.json()["items"]]:
             missed.append(placed["id"])
     assert missed == []
+
+
+async def test_a_list_read_with_its_token_does_not_wait_for_the_projectors_own_refresh(tmp_path):
+    """The projectors refresh only now and then (here: once a minute); a list read that waits for its token
+    has the query-service refresh what was applied, and is fresh long before that."""
+    server = NatsServer(tmp_path / "nats")
+    try:
+        async with running_system(tmp_path / "run", server, REFRESH_INTERVAL="60") as system:
+            async with httpx.AsyncClient(base_url=system.gateway, timeout=10) as client:
+                product = await create(client, system, stock=1_000)
+                user = f"u-{uuid.uuid4().hex[:6]}"
+                for _ in range(5):
+                    placed = await order(client, system, user, (product["id"], 1))
+                    listed = await client.get("/v1/orders", headers={**system.token(user), **at(placed)})
+                    assert listed.headers["X-Consistency"] == "fresh"
+                    assert placed["id"] in [o["id"] for o in listed.json()["items"]]
+    finally:
+        server.stop()
 
 
 async def test_admin_order_search_by_product_name_id_status_and_dates(client, system):

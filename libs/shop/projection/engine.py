@@ -152,7 +152,7 @@ class Projector:
         refresh: bool = True,  # make writes searchable as they come (a replay is refreshed once, at the switch)
         filtered: bool = False,  # the consumer brings only the store's events: see caught_up()
         batch: int = 500,
-        refresh_interval: float = 0.05,
+        refresh_interval: float = 1.0,  # ProjectorSettings.refresh_interval
         retry_first: float = 0.1,
         retry_cap: float = 5.0,
     ) -> None:

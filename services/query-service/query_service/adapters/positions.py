@@ -38,6 +38,8 @@ class ProjectionPositions:
         self._next_look: asyncio.Task[int | None] | None = None  # shared by the reads that came before it starts
         self._looking = asyncio.Lock()
         self._watcher: asyncio.Task | None = None
+        # a list or search waits for a refresh of what its projection has applied: the watcher does it at once
+        self._refresh_now = asyncio.Event()
 
     async def start(self) -> None:
         await self._nc.subscribe(position_subject("*"), cb=self._on_position)
@@ -72,6 +74,8 @@ class ProjectionPositions:
         self._needs_search[projector] += searchable
         try:
             while self.current(projector, searchable) < position:
+                if searchable and self.current(projector) >= position:
+                    self._refresh_now.set()
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return False
@@ -105,13 +109,32 @@ class ProjectionPositions:
             return self._stream_end
 
     async def _watch(self) -> None:
-        """Reads the stores of projections that reads wait on: a missed announcement costs at most
-        one poll interval."""
+        """Refreshes at once a projection whose applied writes a list or search waits for (the projector
+        itself refreshes only now and then), and reads the stores of projections that reads wait on: a
+        missed announcement costs at most one poll interval. One look at a time, whatever the number
+        of reads: they share it."""
         while True:
-            await asyncio.sleep(self._poll_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._refresh_now.wait(), self._poll_interval)
+            if self._refresh_now.is_set():
+                self._refresh_now.clear()
+                for name in self._refreshers:
+                    if self._needs_search[name] and self.current(name, True) < self.current(name):
+                        await self._refresh(name)
+                continue
             for name in PROJECTORS:
                 if self._waiting[name]:
                     await self._read_store(name, searchable=self._needs_search[name] > 0)
+
+    async def _refresh(self, projector: str) -> None:
+        """Everything announced was written before it was announced: a refresh started after it covers it."""
+        applied = self._positions[projector]
+        try:
+            await self._refreshers[projector]()
+        except Exception as exc:  # the store is away: the reads wait, and the next look tries again
+            log.warning("refresh_failed", projector=projector, error=f"{type(exc).__name__}: {exc}")
+            return
+        self._set(msgspec.structs.replace(applied, searchable=applied.position), exact=False)
 
     async def _read_store(self, projector: str, searchable: bool) -> None:
         try:
