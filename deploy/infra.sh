@@ -67,6 +67,7 @@ wait_for() { # name deadline_seconds command...
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+http_ok() { python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1"; }
 
 # --- NATS with JetStream -------------------------------------------------------------------
 # One node by default; NATS_CLUSTER=3 starts three on loopback as one JetStream cluster (its routes
@@ -88,6 +89,9 @@ nats_start() {
   for i in $(seq "$NATS_CLUSTER"); do
     nats_node_start "$i"
     urls+=("nats://127.0.0.1:${NATS_CLIENT_PORTS[i - 1]}")
+  done
+  for i in $(seq "$NATS_CLUSTER"); do  # JetStream answers (a cluster: once it has elected its meta leader)
+    wait_for nats 60 http_ok "http://127.0.0.1:${NATS_HTTP_PORTS[i - 1]}/healthz"
   done
   # what deploy/services.sh gives the processes (where NATS_URL and NATS_STREAM_REPLICAS are not set)
   printf 'NATS_URL=%s\nNATS_STREAM_REPLICAS=%s\n' "$(IFS=,; echo "${urls[*]}")" "$((NATS_CLUSTER < 3 ? 1 : 3))" \

@@ -25,6 +25,8 @@ EVENTS_STREAM = "EVENTS"
 DLQ_STREAM = "DLQ"
 # the outbox relay's re-publish after a crash is dropped as a duplicate within this window (seconds)
 DUPLICATE_WINDOW = 600
+# seconds the creation of a stream or consumer may take: on a cluster it waits for its group's election
+API_TIMEOUT = 15.0
 
 
 async def connect(url: str, name: str, password: str = "", deadline: float = 60.0) -> NATS:
@@ -64,7 +66,7 @@ async def ensure_streams(nc: NATS, replicas: int = 1) -> None:
     Nothing is ever discarded to make room: EVENTS is the log every rebuild replays, so a full store
     refuses new publishes (the outbox keeps them) rather than dropping old events. A 10-minute
     duplicate window makes the outbox relay's re-publish after a crash a no-op."""
-    js = nc.jetstream()
+    js = nc.jetstream(timeout=API_TIMEOUT)
     for name, subject in ((EVENTS_STREAM, "evt.>"), (DLQ_STREAM, "dlq.>")):
         config = StreamConfig(
             name=name,
