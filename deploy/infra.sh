@@ -56,7 +56,10 @@ ensure_installed() {
   [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(head -n 1 "$1")" 2>/dev/null; }
+pid_alive() { # a killed process not yet reaped by its new parent is a zombie: dead
+  local state
+  [ -f "$1" ] && state=$(ps -o stat= -p "$(head -n 1 "$1")" 2>/dev/null) && [[ $state != Z* ]]
+}
 
 wait_for() { # name deadline_seconds command...
   local name=$1 deadline=$((SECONDS + $2)); shift 2
@@ -82,7 +85,10 @@ mapfile -t NATS_CLIENT_PORTS < <(nats_ports NATS_PORTS "$NATS_PORT")
 mapfile -t NATS_HTTP_PORTS < <(nats_ports NATS_MONITOR_PORTS "${NATS_MONITOR_PORT:-8222}")
 mapfile -t NATS_CLUSTER_PORTS < <(nats_ports NATS_ROUTE_PORTS "${NATS_ROUTE_PORT:-6222}")
 nats_dir() { if [ "$NATS_CLUSTER" = 1 ]; then echo "$RUN_DIR/nats"; else echo "$RUN_DIR/nats-$1"; fi; }
-nats_dirs() { ls -d "$RUN_DIR"/nats "$RUN_DIR"/nats-[0-9]* 2>/dev/null || true; }  # every node started here
+nats_dirs() { # every node started here and not stopped since (killed ones included)
+  local pid
+  for pid in "$RUN_DIR"/nats/nats.pid "$RUN_DIR"/nats-[0-9]*/nats.pid; do if [ -f "$pid" ]; then dirname "$pid"; fi; done
+}
 
 nats_start() {
   local i urls=()
@@ -143,7 +149,7 @@ EOF
 }
 nats_stop() {
   local dir
-  for dir in $(nats_dirs); do stop_pidfile "$(basename "$dir")" "$dir/nats.pid"; done
+  for dir in $(nats_dirs); do stop_pidfile "$(basename "$dir")" "$dir/nats.pid" && rm -f "$dir/nats.pid"; done
   rm -f "$RUN_DIR/nats.env"
 }
 nats_status() {
