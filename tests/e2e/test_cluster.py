@@ -56,7 +56,6 @@ async def test_the_stream_leader_killed_under_writes(clustered, cluster):
             cluster.start()
             await placed_at_least(flow, 10)
         assert set(flow.statuses) <= {201, 503}, flow.statuses
-        assert None not in flow.positions, "a reply without its position"
         await node_caught_up(cluster, killed)
         await every_event_once(clustered.database_url, nc)
         await everything_accounted_for(clustered, flow)
