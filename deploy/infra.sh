@@ -56,7 +56,10 @@ ensure_installed() {
   [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(head -n 1 "$1")" 2>/dev/null; }
+pid_alive() { # a killed process not yet reaped by its new parent is a zombie: dead
+  local state
+  [ -f "$1" ] && state=$(ps -o stat= -p "$(head -n 1 "$1")" 2>/dev/null) && [[ $state != Z* ]]
+}
 
 wait_for() { # name deadline_seconds command...
   local name=$1 deadline=$((SECONDS + $2)); shift 2
@@ -67,20 +70,63 @@ wait_for() { # name deadline_seconds command...
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+http_ok() { python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1"; }
 
 # --- NATS with JetStream -------------------------------------------------------------------
+# One node by default; NATS_CLUSTER=3 starts three on loopback as one JetStream cluster (its routes
+# log in as the user `route`). Node i listens on the i-th port of NATS_PORTS, NATS_MONITOR_PORTS and
+# NATS_ROUTE_PORTS (comma-separated; by default consecutive from NATS_PORT, NATS_MONITOR_PORT, 6222).
+NATS_CLUSTER=${NATS_CLUSTER:-1}
+nats_ports() { # variable base: the nodes' ports, one a line
+  local list=${!1:-}
+  if [ -n "$list" ]; then tr ',' '\n' <<<"$list"; else seq "$2" "$(($2 + NATS_CLUSTER - 1))"; fi
+}
+mapfile -t NATS_CLIENT_PORTS < <(nats_ports NATS_PORTS "$NATS_PORT")
+mapfile -t NATS_HTTP_PORTS < <(nats_ports NATS_MONITOR_PORTS "${NATS_MONITOR_PORT:-8222}")
+mapfile -t NATS_CLUSTER_PORTS < <(nats_ports NATS_ROUTE_PORTS "${NATS_ROUTE_PORT:-6222}")
+nats_dir() { if [ "$NATS_CLUSTER" = 1 ]; then echo "$RUN_DIR/nats"; else echo "$RUN_DIR/nats-$1"; fi; }
+nats_dirs() { # every node started here and not stopped since (killed ones included)
+  local pid
+  for pid in "$RUN_DIR"/nats/nats.pid "$RUN_DIR"/nats-[0-9]*/nats.pid; do if [ -f "$pid" ]; then dirname "$pid"; fi; done
+}
+
 nats_start() {
-  local dir=$RUN_DIR/nats
-  if pid_alive "$dir/nats.pid"; then log "nats already running"; return; fi
-  port_open "$NATS_PORT" && die "port $NATS_PORT is taken by another process"
+  local i urls=()
+  for i in $(seq "$NATS_CLUSTER"); do
+    nats_node_start "$i"
+    urls+=("nats://127.0.0.1:${NATS_CLIENT_PORTS[i - 1]}")
+  done
+  for i in $(seq "$NATS_CLUSTER"); do  # JetStream answers (a cluster: once it has elected its meta leader)
+    wait_for nats 60 http_ok "http://127.0.0.1:${NATS_HTTP_PORTS[i - 1]}/healthz"
+  done
+  # what deploy/services.sh gives the processes (where NATS_URL and NATS_STREAM_REPLICAS are not set)
+  printf 'NATS_URL=%s\nNATS_STREAM_REPLICAS=%s\n' "$(IFS=,; echo "${urls[*]}")" "$((NATS_CLUSTER < 3 ? 1 : 3))" \
+    >"$RUN_DIR/nats.env"
+}
+
+nats_node_start() { # node number, from 1
+  local dir port=${NATS_CLIENT_PORTS[$1 - 1]} cluster="" routes=() i
+  dir=$(nats_dir "$1")
+  if pid_alive "$dir/nats.pid"; then log "nats node $1 already running"; return; fi
+  port_open "$port" && die "port $port is taken by another process"
   mkdir -p "$dir/jetstream"
   STARTED+=(nats)
+  if [ "$NATS_CLUSTER" != 1 ]; then
+    for i in $(seq "$NATS_CLUSTER"); do routes+=("\$NATS_ROUTE_$i"); done
+    cluster="server_name: shop-nats-$1
+cluster {
+  name: shop
+  listen: 127.0.0.1:${NATS_CLUSTER_PORTS[$1 - 1]}
+  authorization { user: route, password: \$ROUTE_NATS_PASSWORD }
+  routes: [$(IFS=,; echo "${routes[*]}")]
+}"
+  fi
   # the users and permissions of docker-compose (one list: deploy/nats/auth.conf), their passwords
   # from deploy/secrets.sh in the server's environment; nats-server includes only relative paths
   cp "$ROOT/deploy/nats/auth.conf" "$dir/auth.conf"
   cat >"$dir/nats.conf" <<EOF
-listen: 127.0.0.1:$NATS_PORT
-http: 127.0.0.1:${NATS_MONITOR_PORT:-8222}
+listen: 127.0.0.1:$port
+http: 127.0.0.1:${NATS_HTTP_PORTS[$1 - 1]}
 pid_file: "$dir/nats.pid"
 max_payload: 1MB
 jetstream {
@@ -88,16 +134,30 @@ jetstream {
   max_memory_store: 256MB
   max_file_store: 4GB
 }
+$cluster
 include "auth.conf"
 EOF
   (
     eval "$(RUN_DIR=$RUN_DIR SECRETS_DIR=$SECRETS_DIR "$ROOT/deploy/secrets.sh" nats-env)"
-    exec setsid nohup "$NATS_SERVER" -c "$dir/nats.conf" >>"$LOGS/nats.log" 2>&1 </dev/null 9>&-
+    for i in $(seq "$NATS_CLUSTER"); do  # each node's route with its password, from the environment (a node skips its own)
+      export "NATS_ROUTE_$i=nats-route://route:$ROUTE_NATS_PASSWORD@127.0.0.1:${NATS_CLUSTER_PORTS[i - 1]}"
+    done
+    exec setsid nohup "$NATS_SERVER" -c "$dir/nats.conf" >>"$LOGS/$(basename "$dir").log" 2>&1 </dev/null 9>&-
   ) &
-  wait_for nats 30 port_open "$NATS_PORT"
-  log "nats up on 127.0.0.1:$NATS_PORT (JetStream store $dir/jetstream; users of deploy/nats/auth.conf)"
+  wait_for nats 30 port_open "$port"
+  log "nats up on 127.0.0.1:$port (JetStream store $dir/jetstream; users of deploy/nats/auth.conf)"
 }
-nats_stop() { stop_pidfile nats "$RUN_DIR/nats/nats.pid"; }
+nats_stop() {
+  local dir
+  for dir in $(nats_dirs); do stop_pidfile "$(basename "$dir")" "$dir/nats.pid" && rm -f "$dir/nats.pid"; done
+  rm -f "$RUN_DIR/nats.env"
+}
+nats_status() {
+  local dir up=0 down=0
+  for dir in $(nats_dirs); do if pid_alive "$dir/nats.pid"; then up=$((up + 1)); else down=$((down + 1)); fi; done
+  [ $up -gt 0 ] && [ $down -eq 0 ] && { echo "nats: up ($up node(s))"; return; }
+  echo "nats: down ($down of $((up + down)) node(s))"; return 1
+}
 
 # --- PostgreSQL (runs as Debian's postgres user when we are root) ---------------------------
 pg_user() { if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi; }
@@ -229,7 +289,7 @@ case "${1:-}" in
     ;;
   status)
     rc=0
-    pid_alive "$RUN_DIR/nats/nats.pid" && echo "nats: up" || { echo "nats: down"; rc=1; }
+    nats_status || rc=1
     as_pg "$(pg_bin)/pg_ctl" -D "$(pg_data)" status >/dev/null 2>&1 && echo "postgres: up" || { echo "postgres: down"; rc=1; }
     pid_alive "$RUN_DIR/redis/redis.pid" && echo "redis: up" || { echo "redis: down"; rc=1; }
     opensearch status || rc=1

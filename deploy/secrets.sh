@@ -2,7 +2,8 @@
 # Generates, once, every secret of a local run into $SECRETS_DIR (default $RUN_DIR/secrets, folder 0700,
 # files 0600): 41 random characters each (a letter, then hex: URL-safe and a valid NATS config token).
 # Nothing here is committed (.run/ is ignored) and nothing has a fixed default.
-#   nats-<user>     NATS password of each user of deploy/nats/auth.conf (the six processes and ops)
+#   nats-<user>     NATS password of each user of deploy/nats/auth.conf (the six processes and ops), and
+#                   of `route`, as which the nodes of a NATS cluster connect to each other
 #   actor-key       HMAC key with which the gateway signs the caller of each command and query
 #   ops-token       bearer token of the state-changing ops endpoints (POST/DELETE /rebuild, /dlq/redrive)
 #   jwt-secret      the gateway's development HS256 secret
@@ -16,7 +17,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUN_DIR=${RUN_DIR:-$ROOT/.run}
 SECRETS_DIR=${SECRETS_DIR:-$RUN_DIR/secrets}
-NATS_USERS="gateway command-service query-service projector-order-list projector-analytics projector-catalog ops"
+NATS_USERS="gateway command-service query-service projector-order-list projector-analytics projector-catalog ops route"
 REDIS_USERS="projector-analytics query-service ops"
 POSTGRES_USERS="command-service ops"
 

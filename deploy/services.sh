@@ -2,7 +2,11 @@
 # Starts the six processes in the background (logs to $RUN_DIR/logs/<name>.log) and returns once
 # every /health/ready answers 200. Ports: <NAME>_HTTP_PORT, else the defaults of DESIGN §2 (the gateway's
 # ops endpoints: GATEWAY_OPS_PORT, default 8006). Each process gets the paths of its own secrets only
-# (deploy/secrets.sh, in $SECRETS_DIR), as <SETTING>_FILE variables.
+# (deploy/secrets.sh, in $SECRETS_DIR), as <SETTING>_FILE variables. NATS_URL and NATS_STREAM_REPLICAS,
+# where not set, are those of the NATS that deploy/infra.sh started (one node or a cluster).
+# Replicas of the stateless processes: <NAME>_REPLICAS (COMMAND_SERVICE_REPLICAS, QUERY_SERVICE_REPLICAS,
+# GATEWAY_REPLICAS; default 1). Replica n > 1 is <name>-<n> (its pid file and log) on <NAME>_HTTP_PORT_<n>,
+# else the first one's port + 100 * (n - 1) (the gateway's ops port: GATEWAY_OPS_PORT_<n>, likewise).
 # Usage: deploy/services.sh start|stop|status
 set -euo pipefail
 
@@ -15,13 +19,33 @@ SECRETS_DIR=${SECRETS_DIR:-$RUN_DIR/secrets}
 SERVICES="command-service:command_service:8001 projector-order-list:projector_order_list:8003
 projector-analytics:projector_analytics:8004 projector-catalog:projector_catalog:8005
 query-service:query_service:8002 gateway:gateway:8000"
+REPLICATED="command-service query-service gateway"  # stateless: any number of each (projectors: one)
+if [ -f "$RUN_DIR/nats.env" ]; then
+  while IFS='=' read -r var value; do [ -n "${!var:-}" ] || export "$var=$value"; done <"$RUN_DIR/nats.env"
+fi
 
-port_of() { local var; var=$(echo "$1" | tr 'a-z-' 'A-Z_')_HTTP_PORT; echo "${!var:-$2}"; }
+variable() { echo "$1" | tr 'a-z-' 'A-Z_'; }
+setting() { local var=$1; echo "${!var:-$2}"; }  # the variable's value, else the default
+instances() { # one line per process to run: instance module port [ops port]
+  local entry name module default var replicas n port ops
+  for entry in $SERVICES; do
+    IFS=: read -r name module default <<<"$entry"
+    var=$(variable "$name")
+    replicas=1
+    [[ " $REPLICATED " == *" $name "* ]] && replicas=$(setting "${var}_REPLICAS" 1)
+    port=$(setting "${var}_HTTP_PORT" "$default")
+    ops=$([ "$name" != gateway ] || setting GATEWAY_OPS_PORT 8006)
+    echo "$name $module $port $ops"
+    for n in $(seq 2 "$replicas"); do
+      echo "$name-$n $module $(setting "${var}_HTTP_PORT_$n" $((port + 100 * (n - 1)))) \
+$([ -z "$ops" ] || setting "GATEWAY_OPS_PORT_$n" $((ops + 100 * (n - 1))))"
+    done
+  done
+}
 pid_alive() { # a killed process not yet reaped by its new parent is a zombie: dead
   local state
   [ -f "$1" ] && state=$(ps -o stat= -p "$(cat "$1")" 2>/dev/null) && [[ $state != Z* ]]
 }
-ops_port_of() { if [ "$1" = gateway ]; then echo "${GATEWAY_OPS_PORT:-8006}"; else port_of "$1" "$2"; fi; }
 secrets_of() { # the <SETTING>_FILE variables of one process
   local s=$SECRETS_DIR
   echo "NATS_PASSWORD_FILE=$s/nats-$1"
@@ -34,60 +58,60 @@ secrets_of() { # the <SETTING>_FILE variables of one process
   esac
 }
 ready() { python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1" 2>/dev/null; }
+ready_url() { echo "http://127.0.0.1:${2:-$1}/health/ready"; }  # port [ops port]
 
 start() {
   mkdir -p "$RUN_DIR/pids" "$RUN_DIR/logs"
   SECRETS_DIR=$SECRETS_DIR "$ROOT/deploy/secrets.sh"
-  for entry in $SERVICES; do
-    IFS=: read -r name module default <<<"$entry"
-    local port; port=$(port_of "$name" "$default")
-    if pid_alive "$RUN_DIR/pids/$name.pid"; then echo "$name already running"; continue; fi
-    local pidfile=$RUN_DIR/pids/$name.pid
+  local instance module port ops
+  while read -r instance module port ops; do
+    local name=${instance%-[0-9]*} pidfile=$RUN_DIR/pids/$instance.pid prefix
+    if pid_alive "$pidfile"; then echo "$instance already running"; continue; fi
     rm -f "$pidfile"
+    prefix=$(variable "$name")
+    # its ports under every name the process reads them by (<NAME>_HTTP_PORT before HTTP_PORT)
     # setsid may fork, so $! need not be the service: the shell writes its own pid, then becomes it
     # shellcheck disable=SC2046  # (paths without spaces, one word each)
-    env HTTP_PORT="$port" PID_FILE="$pidfile" $(secrets_of "$name") setsid bash -c 'echo $$ >"$PID_FILE"; exec "$@"' "$name" \
-      "$PYTHON" -m "$module" >>"$RUN_DIR/logs/$name.log" 2>&1 </dev/null &
+    env HTTP_PORT="$port" "${prefix}_HTTP_PORT=$port" ${ops:+GATEWAY_OPS_PORT=$ops} PID_FILE="$pidfile" \
+      $(secrets_of "$name") setsid bash -c 'echo $$ >"$PID_FILE"; exec "$@"' "$instance" \
+      "$PYTHON" -m "$module" >>"$RUN_DIR/logs/$instance.log" 2>&1 </dev/null &
     for _ in $(seq 100); do [ -s "$pidfile" ] && break; sleep 0.05; done
-  done
+  done < <(instances)
   local deadline=$((SECONDS + READY_TIMEOUT))
-  for entry in $SERVICES; do
-    IFS=: read -r name module default <<<"$entry"
-    local url; url="http://127.0.0.1:$(ops_port_of "$name" "$default")/health/ready"
+  while read -r instance module port ops; do
+    local url; url=$(ready_url "$port" "$ops")
     until ready "$url"; do
-      if ! pid_alive "$RUN_DIR/pids/$name.pid"; then
-        echo "$name exited; last log lines:" >&2; tail -n 20 "$RUN_DIR/logs/$name.log" >&2; exit 1
+      if ! pid_alive "$RUN_DIR/pids/$instance.pid"; then
+        echo "$instance exited; last log lines:" >&2; tail -n 20 "$RUN_DIR/logs/$instance.log" >&2; exit 1
       fi
-      [ $SECONDS -lt $deadline ] || { echo "$name not ready after ${READY_TIMEOUT}s ($url); see $RUN_DIR/logs/$name.log" >&2; exit 1; }
+      [ $SECONDS -lt $deadline ] || { echo "$instance not ready after ${READY_TIMEOUT}s ($url); see $RUN_DIR/logs/$instance.log" >&2; exit 1; }
       sleep 0.3
     done
-    echo "ready  $name  $url"
-  done
+    echo "ready  $instance  $url"
+  done < <(instances)
 }
 
-stop() {
-  for entry in $SERVICES; do
-    IFS=: read -r name _ _ <<<"$entry"
-    local pidfile=$RUN_DIR/pids/$name.pid
+stop() { # every process started here, replicas no longer configured included
+  local pidfile
+  for pidfile in "$RUN_DIR"/pids/*.pid; do
     if pid_alive "$pidfile"; then kill -TERM "$(cat "$pidfile")"; fi
   done
-  for entry in $SERVICES; do
-    IFS=: read -r name _ _ <<<"$entry"
-    local pidfile=$RUN_DIR/pids/$name.pid
+  for pidfile in "$RUN_DIR"/pids/*.pid; do
+    [ -f "$pidfile" ] || continue
+    local instance; instance=$(basename "$pidfile" .pid)
     for _ in $(seq 150); do pid_alive "$pidfile" || break; sleep 0.1; done
-    if pid_alive "$pidfile"; then kill -KILL "$(cat "$pidfile")"; echo "$name killed after 15s"; else echo "$name stopped"; fi
+    if pid_alive "$pidfile"; then kill -KILL "$(cat "$pidfile")"; echo "$instance killed after 15s"; else echo "$instance stopped"; fi
     rm -f "$pidfile"
   done
 }
 
 status() {
-  local rc=0
-  for entry in $SERVICES; do
-    IFS=: read -r name _ default <<<"$entry"
-    if ready "http://127.0.0.1:$(ops_port_of "$name" "$default")/health/ready"; then echo "$name: ready"
-    elif pid_alive "$RUN_DIR/pids/$name.pid"; then echo "$name: running, not ready"; rc=1
-    else echo "$name: down"; rc=1; fi
-  done
+  local rc=0 instance module port ops
+  while read -r instance module port ops; do
+    if ready "$(ready_url "$port" "$ops")"; then echo "$instance: ready"
+    elif pid_alive "$RUN_DIR/pids/$instance.pid"; then echo "$instance: running, not ready"; rc=1
+    else echo "$instance: down"; rc=1; fi
+  done < <(instances)
   return $rc
 }
 

@@ -2,6 +2,7 @@
 started (deploy/infra.sh), addressed through the same variables the services read."""
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -62,15 +63,25 @@ def wait_for_port(port: int, deadline: float) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
+def sigkill(pid: int) -> None:
+    """SIGKILL, then wait until the process is gone (or a zombie its parent has not reaped)."""
+    os.kill(pid, signal.SIGKILL)
+    while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
+        time.sleep(0.01)
+
+
 class NatsServer:
     """A NATS server with JetStream of the tests' own, started (and stopped) as the local run starts its
     own: deploy/infra.sh, with the users of deploy/nats/auth.conf and their passwords generated into this
-    server's own run folder. It can be restarted on the same port with the same store."""
+    server's own run folder. It can be restarted on the same port with the same store. With `nodes=3`
+    it is a JetStream cluster of three nodes (NATS_CLUSTER=3), and `url` lists them all."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir, self.secrets = run_dir, run_dir / "secrets"
-        self.port, self.monitor_port = free_ports(2)
-        self.url = f"nats://127.0.0.1:{self.port}"
+    def __init__(self, run_dir: Path, nodes: int = 1) -> None:
+        self.run_dir, self.secrets, self.nodes = run_dir, run_dir / "secrets", nodes
+        ports = free_ports(3 * nodes)  # clients, monitoring, routes
+        self.ports, self.monitor_ports, self.route_ports = ports[:nodes], ports[nodes : 2 * nodes], ports[2 * nodes :]
+        self.port, self.monitor_port = self.ports[0], self.monitor_ports[0]
+        self.url = ",".join(f"nats://127.0.0.1:{port}" for port in self.ports)
         self.monitor_url = f"http://127.0.0.1:{self.monitor_port}"
         self.start()
 
@@ -79,17 +90,24 @@ class NatsServer:
             **os.environ,
             "RUN_DIR": str(self.run_dir),
             "SECRETS_DIR": str(self.secrets),
-            "NATS_PORT": str(self.port),
-            "NATS_MONITOR_PORT": str(self.monitor_port),
+            "NATS_CLUSTER": str(self.nodes),
+            "NATS_PORTS": ",".join(map(str, self.ports)),
+            "NATS_MONITOR_PORTS": ",".join(map(str, self.monitor_ports)),
+            "NATS_ROUTE_PORTS": ",".join(map(str, self.route_ports)),
         }
         done = subprocess.run([INFRA_SH, action, "nats"], env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
 
     def start(self) -> None:
+        """Start what is not running (every node, or the one that was killed)."""
         self._infra("start")
 
     def stop(self) -> None:
         self._infra("stop")
+
+    def kill(self, node: int) -> None:
+        """SIGKILL one node of a cluster (from 1): it writes nothing more."""
+        sigkill(int((self.run_dir / f"nats-{node}" / "nats.pid").read_text()))
 
     def password(self, user: str) -> str:
         return (self.secrets / f"nats-{user}").read_text()

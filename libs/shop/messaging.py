@@ -25,20 +25,24 @@ EVENTS_STREAM = "EVENTS"
 DLQ_STREAM = "DLQ"
 # the outbox relay's re-publish after a crash is dropped as a duplicate within this window (seconds)
 DUPLICATE_WINDOW = 600
+# seconds the creation of a stream or consumer may take: on a cluster it waits for its group's election
+API_TIMEOUT = 15.0
 
 
 async def connect(url: str, name: str, password: str = "", deadline: float = 60.0) -> NATS:
     """Connect as the NATS user `name` (with `password`, else as the user in `url`), retrying with backoff
-    until `deadline` seconds have passed; reconnects forever after. Replies come to the user's own inbox
-    prefix, the only one deploy/nats/auth.conf lets it read."""
+    until `deadline` seconds have passed; reconnects forever after, to any of the servers. `url` may list
+    several, comma-separated (the nodes of a cluster). Replies come to the user's own inbox prefix, the
+    only one deploy/nats/auth.conf lets it read."""
     delay, loop = 0.2, asyncio.get_running_loop()
     give_up = loop.time() + deadline
-    user = name if password else urlsplit(url).username
+    servers = url.split(",")
+    user = name if password else urlsplit(servers[0]).username
     credentials = {"user": user, "password": password} if password else {}
     while True:
         try:
             return await nats.connect(
-                url,
+                servers,
                 name=name,
                 inbox_prefix=f"_INBOX.{user}" if user else "_INBOX",
                 **credentials,
@@ -55,13 +59,14 @@ async def connect(url: str, name: str, password: str = "", deadline: float = 60.
             delay = min(delay * 2, 5.0)
 
 
-async def ensure_streams(nc: NATS) -> None:
-    """Create the EVENTS and DLQ streams, or mend their config; safe to call from every process.
+async def ensure_streams(nc: NATS, replicas: int = 1) -> None:
+    """Create the EVENTS and DLQ streams with `replicas` copies (3 on a cluster), or mend their config
+    (fewer replicas than that included; only the command-service may); safe to call from every process.
 
     Nothing is ever discarded to make room: EVENTS is the log every rebuild replays, so a full store
     refuses new publishes (the outbox keeps them) rather than dropping old events. A 10-minute
     duplicate window makes the outbox relay's re-publish after a crash a no-op."""
-    js = nc.jetstream()
+    js = nc.jetstream(timeout=API_TIMEOUT)
     for name, subject in ((EVENTS_STREAM, "evt.>"), (DLQ_STREAM, "dlq.>")):
         config = StreamConfig(
             name=name,
@@ -73,24 +78,28 @@ async def ensure_streams(nc: NATS) -> None:
             max_bytes=-1,
             max_msgs=-1,
             duplicate_window=DUPLICATE_WINDOW,
+            num_replicas=replicas,
         )
         try:
             existing = (await js.stream_info(name)).config
         except NotFoundError:
             await js.add_stream(config)
             continue
-        if (existing.discard, existing.max_age or 0, existing.max_bytes, existing.max_msgs) != (
+        drifted = (existing.discard, existing.max_age or 0, existing.max_bytes, existing.max_msgs) != (
             DiscardPolicy.NEW,
             0,
             -1,
             -1,
-        ):
+        )
+        if drifted or (existing.num_replicas or 1) < replicas:
             log.warning("stream_config_mended", stream=name)
             await js.update_stream(config)
 
 
 def redacted(url: str) -> str:
-    """The URL without the password it may carry (docker-compose puts it there)."""
+    """The URL (or URLs) without the password it may carry."""
+    if "," in url:
+        return ",".join(map(redacted, url.split(",")))
     parts = urlsplit(url)
     if not parts.password:
         return url

@@ -5,7 +5,6 @@ started and stopped by the same deploy/services.sh that `just up` uses."""
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -22,7 +21,16 @@ from redis.asyncio import Redis
 
 from shop.ops import PROCESSES
 from shop.read_models import PROJECTORS
-from tests.conftest import OPENSEARCH_URL, REDIS_ADDRESS, REDIS_URL, STORE_SECRETS, NatsServer, free_ports, new_database
+from tests.conftest import (
+    OPENSEARCH_URL,
+    REDIS_ADDRESS,
+    REDIS_URL,
+    STORE_SECRETS,
+    NatsServer,
+    free_ports,
+    new_database,
+    sigkill,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 JWT_SECRET = "e2e-secret-that-is-long-enough-for-hs256"
@@ -59,10 +67,7 @@ class System:
 
     def kill(self, service: str) -> None:
         """SIGKILL: the process gets no chance to finish anything."""
-        pid = self.pid(service)
-        os.kill(pid, signal.SIGKILL)
-        while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text():
-            time.sleep(0.01)
+        sigkill(self.pid(service))
 
     async def caught_up(self, position: int, timeout: float = 30) -> None:
         """Until every projector's checkpoint has passed `position` (from their /metrics)."""

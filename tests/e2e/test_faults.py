@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -61,6 +62,8 @@ class Traffic:
     system: System
     products: list[str]
     placed: int = 0
+    statuses: Counter = field(default_factory=Counter)  # of every PlaceOrder answer
+    positions: list[int | None] = field(default_factory=list)  # of every order placed
     false_fresh: list[str] = field(default_factory=list)
     stopping: bool = False
 
@@ -73,11 +76,13 @@ class Traffic:
                 body = {"items": [{"product_id": random.choice(self.products), "quantity": 1}]}
                 with contextlib.suppress(httpx.HTTPError):
                     placed = await client.post("/v1/orders", json=body, headers=user)
+                    self.statuses[placed.status_code] += 1
                     if placed.status_code != 201:
                         await asyncio.sleep(0.1)  # NATS away: 503, nothing was done
                         continue
                     self.placed += 1
                     order = placed.json()
+                    self.positions.append(order["position"])
                     if n % 3 == 0:
                         await client.post(f"/v1/orders/{order['id']}/pay", headers=user)
                     read = await client.get(

@@ -14,19 +14,21 @@ ROOT = Path(__file__).resolve().parents[2]
 # compose-spec.json is schema/compose-spec.json of github.com/compose-spec/compose-spec (Apache-2.0), verbatim.
 COMPOSE_SPEC = Path(__file__).with_name("compose-spec.json")
 
-INFRA = {"nats", "postgres", "redis", "opensearch"}
+NATS = {"nats-1", "nats-2", "nats-3"}  # one JetStream cluster
+INFRA = NATS | {"postgres", "redis", "opensearch"}
 # app service -> (python module, HTTP port, infrastructure it needs)
 APPS = {
-    "gateway": ("gateway", 8000, {"nats"}),
-    "command-service": ("command_service", 8001, {"nats", "postgres"}),
-    "query-service": ("query_service", 8002, {"nats", "redis", "opensearch"}),
-    "projector-order-list": ("projector_order_list", 8003, {"nats", "opensearch"}),
-    "projector-analytics": ("projector_analytics", 8004, {"nats", "redis"}),
-    "projector-catalog": ("projector_catalog", 8005, {"nats", "opensearch"}),
+    "gateway": ("gateway", 8000, NATS),
+    "command-service": ("command_service", 8001, NATS | {"postgres"}),
+    "query-service": ("query_service", 8002, NATS | {"redis", "opensearch"}),
+    "projector-order-list": ("projector_order_list", 8003, NATS | {"opensearch"}),
+    "projector-analytics": ("projector_analytics", 8004, NATS | {"redis"}),
+    "projector-catalog": ("projector_catalog", 8005, NATS | {"opensearch"}),
 }
+REPLICATED = {"gateway", "command-service", "query-service"}  # stateless; a projector runs once
 # how each app reaches a piece of infrastructure, by its service name
 INFRA_URLS = {
-    "nats": ("NATS_URL", "nats://nats:4222"),
+    **{node: ("NATS_URL", f"nats://{node}:4222") for node in NATS},
     "postgres": ("DATABASE_URL", "@postgres:5432/"),  # (the password in DATABASE_PASSWORD)
     "redis": ("REDIS_URL", "redis://redis:6379"),
     "opensearch": ("OPENSEARCH_URL", "http://opensearch:9200"),
@@ -46,9 +48,9 @@ def services(compose) -> dict:
 @pytest.fixture(scope="module")
 def nats_config_text(services) -> str:
     """The users of the NATS server compose runs (the config it runs includes them from beside it)."""
-    mounts = [v.split(":") for v in services["nats"]["volumes"] if isinstance(v, str)]
+    mounts = [v.split(":") for v in services["nats-1"]["volumes"] if isinstance(v, str)]
     ((source, target, *_),) = [m for m in mounts if m[0] == "./deploy/nats"]
-    assert f"{target}/nats-server.conf" in services["nats"]["command"], "the mounted config is not the one nats runs"
+    assert f"{target}/nats-server.conf" in services["nats-1"]["command"], "the mounted config is not the one nats runs"
     return (ROOT / source / "auth.conf").read_text()
 
 
@@ -76,7 +78,7 @@ def test_app_service_runs_its_module_from_the_shared_image(services, name):
 
 def test_only_the_gateway_publishes_a_port(services):
     assert {name for name, s in services.items() if s.get("ports") or s.get("network_mode") == "host"} == {"gateway"}
-    assert services["gateway"]["ports"] == ["8000:8000"]
+    assert services["gateway"]["ports"] == ["8000-8001:8000"]  # one host port for each of its two replicas
 
 
 @pytest.mark.parametrize("name", sorted(INFRA | APPS.keys()))
@@ -102,10 +104,31 @@ def test_nats_config_defines_a_user_per_app_service_with_password_from_env(servi
     """Each app logs in as the NATS user of its own name (shop.messaging.connect) with that user's password."""
     users = dict(re.findall(r"user:\s*([\w-]+)\s+password:\s*\$(\w+)", nats_config_text))
     assert APPS.keys() | {"ops"} <= users.keys()
-    assert set(users.values()) == services["nats"]["environment"].keys()
-    for app in APPS:
-        assert services[app]["environment"]["NATS_PASSWORD"] == services["nats"]["environment"][users[app]]
-    assert "-js" in services["nats"]["command"]
+    for node in NATS:
+        assert set(users.values()) <= services[node]["environment"].keys()
+        for app in APPS:
+            assert services[app]["environment"]["NATS_PASSWORD"] == services[node]["environment"][users[app]]
+        assert "-js" in services[node]["command"]
+
+
+def test_nats_runs_as_a_cluster_of_three_with_replicated_streams_and_two_of_each_stateless_app(services):
+    """Each node has its name, its own store and the routes to all three (authenticated as `route`);
+    every app is given all three nodes and asks for R3 streams; gateway, command- and query-service run twice."""
+    config = (ROOT / "deploy/nats/nats-server.conf").read_text()
+    assert "server_name: $NATS_SERVER_NAME" in config
+    assert "routes: [$NATS_ROUTE_1, $NATS_ROUTE_2, $NATS_ROUTE_3]" in config and "user: route" in config
+    assert {services[node]["environment"]["NATS_SERVER_NAME"] for node in NATS} == NATS
+    stores = {v for node in NATS for v in services[node]["volumes"] if v.endswith(":/data")}
+    assert len(stores) == 3
+    for node in NATS:
+        routes = [services[node]["environment"][f"NATS_ROUTE_{i}"] for i in (1, 2, 3)]
+        assert [r.rpartition("@")[2] for r in routes] == ["nats-1:6222", "nats-2:6222", "nats-3:6222"]
+        assert all(r.startswith("nats-route://route:${ROUTE_NATS_PASSWORD:?") for r in routes)
+    for name in APPS:
+        environment = services[name]["environment"]
+        assert environment["NATS_URL"].split(",") == [f"nats://{node}:4222" for node in sorted(NATS)]
+        assert environment["NATS_STREAM_REPLICAS"] == "3"
+        assert services[name].get("deploy", {}).get("replicas", 1) == (2 if name in REPLICATED else 1)
 
 
 def test_no_secret_has_a_default_and_each_one_is_required():

@@ -28,7 +28,7 @@ def projector_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with open_read_model() as read_model:
             nc = await messaging.connect(settings.nats_url, f"projector-{name}", settings.nats_password)
-            await messaging.ensure_streams(nc)
+            await messaging.ensure_streams(nc, settings.nats_stream_replicas)
             projector = Projector(nc, name, await read_model.active(), refresh_interval=settings.refresh_interval)
             await projector.start()
             rebuild = Rebuild(nc, name, read_model, projector)

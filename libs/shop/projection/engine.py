@@ -27,7 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from shop.contracts.events import DomainEvent, Envelope, decode_data, envelope_decoder
-from shop.messaging import EVENTS_STREAM
+from shop.messaging import API_TIMEOUT, EVENTS_STREAM
 from shop.metrics import (
     EVENTS_DEAD_LETTERED,
     EVENTS_HANDLED,
@@ -246,7 +246,7 @@ class Projector:
             ack_policy=AckPolicy.NONE,
             filter_subject=self._store.events if self._filtered else "evt.>",
         )
-        await self._js.add_consumer(EVENTS_STREAM, config)
+        await self._js.add_consumer(EVENTS_STREAM, config, timeout=API_TIMEOUT)
         self._pull = Pull(self._nc, EVENTS_STREAM, self.name, self._batch)
         await self._pull.start()
         self._next_consumer_seq = 1

@@ -36,14 +36,13 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = await create_pool(
-            with_password(settings.database_url, settings.database_password), settings.database_pool_size
-        )
+        database_url = with_password(settings.database_url, settings.database_password)
+        pool = await create_pool(database_url, settings.database_pool_size)
         await migrate(pool)
         nc = await messaging.connect(settings.nats_url, "command-service", settings.nats_password)
-        await messaging.ensure_streams(nc)
+        await messaging.ensure_streams(nc, settings.nats_stream_replicas)
         store = EventStore(pool)
-        relay = OutboxRelay(pool, nc.jetstream(), settings.relay_interval, listen_url=settings.database_url)
+        relay = OutboxRelay(pool, nc.jetstream(), settings.relay_interval, listen_url=database_url)
         relay.start()
         responder = messaging.Responder(nc, settings.actor_key)
         await responder.serve(

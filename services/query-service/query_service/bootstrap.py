@@ -27,7 +27,7 @@ def create_app(settings: Settings) -> Litestar:
         redis = analytics_redis(settings.redis_url, settings.redis_password, "query-service")
         nc = await messaging.connect(settings.nats_url, "query-service", settings.nats_password)
         try:
-            await messaging.ensure_streams(nc)
+            await messaging.ensure_streams(nc, settings.nats_stream_replicas)
             prefix = settings.index_prefix
             orders = SearchDocuments(search, prefix + ORDERS_ALIAS, prefix, ORDER_LIST)
             products = SearchDocuments(search, prefix + PRODUCTS_ALIAS, prefix, CATALOG)
