@@ -245,6 +245,10 @@ class Projector:
             opt_start_seq=self.position + 1,
             ack_policy=AckPolicy.NONE,
             filter_subject=self._store.events if self._filtered else "evt.>",
+            # where it is lives in the read model's store: the consumer is disposable, one copy in memory
+            # (on a cluster no raft group to elect; one lost with its node is made again from the checkpoint)
+            num_replicas=1,
+            mem_storage=True,
         )
         await self._js.add_consumer(EVENTS_STREAM, config, timeout=API_TIMEOUT)
         self._pull = Pull(self._nc, EVENTS_STREAM, self.name, self._batch)
