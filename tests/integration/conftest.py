@@ -1,8 +1,9 @@
-"""Fixtures of the command-service's adapter tests: a migrated pool on a new database, JetStream."""
+"""Fixtures of the command-service's adapter tests: a migrated pool on a new database, JetStream's publisher."""
 
 import pytest
 
 from command_service.adapters.database import create_pool, migrate
+from command_service.adapters.relay import Publisher
 from shop import messaging
 
 
@@ -15,8 +16,8 @@ async def pool(database_url):
 
 
 @pytest.fixture
-async def js(nats):
+async def publisher(nats):
     nc = await nats.connect("command-service")
     await messaging.ensure_streams(nc)
-    yield nc.jetstream()
+    yield Publisher(nc)
     await nc.close()

@@ -8,7 +8,7 @@ import pytest
 
 from command_service.adapters import relay as relay_module
 from command_service.adapters.event_store import EventStore, Session
-from command_service.adapters.relay import OutboxRelay
+from command_service.adapters.relay import OutboxRelay, Publisher
 from command_service.handlers import CommandHandlers
 from shop import messaging
 from shop.contracts.commands import Actor, CommandMeta, CommandRequest, CreateProduct, Restock
@@ -22,7 +22,7 @@ ADMIN = CommandMeta(actor=Actor(user_id="a1", roles=("admin",)), correlation_id=
 async def handlers(pool, nats):
     nc = await nats.connect("command-service")
     await messaging.ensure_streams(nc)
-    relay = OutboxRelay(pool, nc.jetstream(), interval=0.05)
+    relay = OutboxRelay(pool, Publisher(nc), interval=0.05)
     relay.start()
     yield CommandHandlers(
         EventStore(pool), relay, publish_wait=5, idempotency_ttl=60, snapshot_every=0, conflict_attempts=3
@@ -82,8 +82,8 @@ async def test_conflicts_beyond_the_bounded_retries_are_a_concurrency_conflict(h
 
 async def test_a_command_learns_its_position_when_another_replica_published_its_events(pool, nats):
     nc = await nats.connect("command-service")
-    idle = OutboxRelay(pool, nc.jetstream(), interval=3600)  # this replica's relay never gets to publish
-    other = OutboxRelay(pool, nc.jetstream(), interval=0.05)  # another replica's relay does
+    idle = OutboxRelay(pool, Publisher(nc), interval=3600)  # this replica's relay never gets to publish
+    other = OutboxRelay(pool, Publisher(nc), interval=0.05)  # another replica's relay does
     other.start()
     try:
         handlers = CommandHandlers(
@@ -103,13 +103,13 @@ async def test_another_replicas_relay_tells_a_waiting_command_at_once(pool, nats
     monkeypatch.setattr(relay_module, "RECHECK", 30.0)  # no look at the table in time: only the notification
     nc = await nats.connect("command-service")
     await messaging.ensure_streams(nc)
-    here = OutboxRelay(pool, nc.jetstream(), interval=0.05, listen_url=database_url)
+    here = OutboxRelay(pool, Publisher(nc), interval=0.05, listen_url=database_url)
 
     async def lock_held_elsewhere() -> int:
         return 0  # as when another replica's relay holds the lock
 
     here.flush = lock_held_elsewhere
-    other = OutboxRelay(pool, nc.jetstream(), interval=0.05)
+    other = OutboxRelay(pool, Publisher(nc), interval=0.05)
     here.start()
     other.start()
     try:

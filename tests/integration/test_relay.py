@@ -6,11 +6,12 @@ import shutil
 import subprocess
 import time
 
+import msgspec
 import pytest
 
 from command_service.adapters import relay as relay_module
-from command_service.adapters.event_store import EventStore
-from command_service.adapters.relay import OutboxRelay
+from command_service.adapters.event_store import COLUMNS, EventStore, envelope_from_row
+from command_service.adapters.relay import OutboxRelay, Publisher
 from shop import messaging
 from shop.contracts.events import ProductRestocked
 from shop.metrics import OUTBOX_OLDEST_AGE
@@ -18,30 +19,30 @@ from tests.conftest import free_port, wait_for_port
 from tests.envelopes import envelope
 
 
-class FailingJetStream:
+class FailingPublisher:
     """Publishes through the real JetStream until `fail_after` publishes, then raises."""
 
-    def __init__(self, js, fail_after: int) -> None:
-        self._js, self.fail_after, self.attempts = js, fail_after, 0
+    def __init__(self, publisher, fail_after: int) -> None:
+        self._publisher, self.fail_after, self.attempts = publisher, fail_after, 0
 
     async def publish_async(self, *args, **kwargs):
         self.attempts += 1
         if self.attempts > self.fail_after:
             raise ConnectionError("stream away")
-        return await self._js.publish_async(*args, **kwargs)
+        return await self._publisher.publish_async(*args, **kwargs)
 
 
-class LosingJetStream:
+class LosingPublisher:
     """Real JetStream, except that the `lose`-th message is lost on its way (its ack never comes)."""
 
-    def __init__(self, js, lose: int) -> None:
-        self._js, self.lose, self.attempts = js, lose, 0
+    def __init__(self, publisher, lose: int) -> None:
+        self._publisher, self.lose, self.attempts = publisher, lose, 0
 
     async def publish_async(self, *args, **kwargs):
         self.attempts += 1
         if self.attempts == self.lose:
             return asyncio.get_running_loop().create_future()
-        return await self._js.publish_async(*args, **kwargs)
+        return await self._publisher.publish_async(*args, **kwargs)
 
 
 async def stored_messages(js) -> list:
@@ -73,9 +74,9 @@ async def append_restocks(pool, stream_id: str, count: int) -> list[int]:
         return await session.append([envelope(stream_id, v, ProductRestocked(quantity=1)) for v in range(1, count + 1)])
 
 
-async def test_a_batch_failing_halfway_keeps_what_was_acknowledged(pool, js):
+async def test_a_batch_failing_halfway_keeps_what_was_acknowledged(pool, publisher):
     await append_restocks(pool, "p-half", 5)
-    relay = OutboxRelay(pool, FailingJetStream(js, fail_after=2), interval=3600)
+    relay = OutboxRelay(pool, FailingPublisher(publisher, fail_after=2), interval=3600)
 
     with pytest.raises(ConnectionError):
         await relay.flush()
@@ -93,7 +94,7 @@ async def test_a_message_lost_mid_batch_is_published_again_before_the_ones_after
     await messaging.ensure_streams(nc)
     js = nc.jetstream()
     await append_restocks(pool, "p-lost", 20)
-    relay = OutboxRelay(pool, LosingJetStream(js, lose=5), interval=0.05)
+    relay = OutboxRelay(pool, LosingPublisher(Publisher(nc), lose=5), interval=0.05)
     relay.start()
     try:
         deadline = asyncio.get_running_loop().time() + 20
@@ -111,9 +112,9 @@ async def test_a_message_lost_mid_batch_is_published_again_before_the_ones_after
     assert [m.seq for m in stored] == [r["stream_seq"] for r in committed]
 
 
-async def test_commands_do_not_wake_a_failing_relay_before_its_backoff(pool, js):
+async def test_commands_do_not_wake_a_failing_relay_before_its_backoff(pool, publisher):
     [position] = await append_restocks(pool, "p-away", 1)
-    away = FailingJetStream(js, fail_after=0)
+    away = FailingPublisher(publisher, fail_after=0)
     relay = OutboxRelay(pool, away, interval=0.05)
     relay.start()
     try:
@@ -122,15 +123,15 @@ async def test_commands_do_not_wake_a_failing_relay_before_its_backoff(pool, js)
         while loop.time() < until:  # commands keep asking for their position while the stream is away
             assert await relay.published(position, 0.02) is None
     finally:
-        relay._js = js  # back again: stop() publishes what is left
+        relay._publisher = publisher  # back again: stop() publishes what is left
         await relay.stop()
 
     # backoff 0.1, 0.2, 0.4, 0.8 s ... allows about five attempts in two seconds, not a hundred
     assert away.attempts <= 7
 
 
-async def test_an_outbox_row_older_than_half_the_duplicate_window_raises_the_alert(pool, js):
-    relay = OutboxRelay(pool, js, interval=3600)
+async def test_an_outbox_row_older_than_half_the_duplicate_window_raises_the_alert(pool, publisher):
+    relay = OutboxRelay(pool, publisher, interval=3600)
     await append_restocks(pool, "p-old", 1)
     assert await relay.check_outbox_age() < 60
     await pool.execute("update outbox set created_at = now() - interval '400 seconds'")
@@ -149,7 +150,7 @@ async def test_a_nats_killed_mid_batch_loses_reorders_and_duplicates_nothing(poo
     async with EventStore(pool).session(streams) as session:  # 10 streams of 60 events, interleaved
         for version in range(1, 61):
             await session.append([envelope(s, version, ProductRestocked(quantity=1)) for s in streams])
-    relay = OutboxRelay(pool, nc.jetstream(), interval=0.05)
+    relay = OutboxRelay(pool, Publisher(nc), interval=0.05)
     relay.start()
     try:
         loop = asyncio.get_running_loop()
@@ -166,6 +167,31 @@ async def test_a_nats_killed_mid_batch_loses_reorders_and_duplicates_nothing(poo
     finally:
         await relay.stop()
         stored = await stored_messages(nc.jetstream())
+        await nc.close()
+        server.kill()
+
+    committed = await pool.fetch("select event_id::text, stream_seq from events order by global_position")
+    assert [m.headers["Nats-Msg-Id"] for m in stored] == [r["event_id"] for r in committed]  # once each, in order
+    assert [m.seq for m in stored] == [r["stream_seq"] for r in committed]
+
+
+async def test_events_published_before_a_crash_keep_their_sequences_and_the_rest_follow_in_one_flush(pool, tmp_path):
+    """A relay died after JetStream acknowledged its first three events, before it recorded them: the next
+    flush finds the stream ahead of the recorded sequences, goes one by one, and has the three acknowledged
+    as the duplicates they are, at their first sequences, before the others."""
+    server = RestartableNats(tmp_path)  # its own stream: nothing else publishes there
+    server.start()
+    nc = await messaging.connect(server.url, "test-relay")
+    await messaging.ensure_streams(nc)
+    await append_restocks(pool, "p-crash", 6)
+    rows = await pool.fetch(f"select {COLUMNS} from events e order by global_position limit 3")
+    js = nc.jetstream()
+    for envelope_ in map(envelope_from_row, rows):
+        await js.publish(envelope_.subject, msgspec.json.encode(envelope_), headers={"Nats-Msg-Id": envelope_.event_id})
+    try:
+        assert await OutboxRelay(pool, Publisher(nc), interval=3600).flush() == 6
+        stored = await stored_messages(js)
+    finally:
         await nc.close()
         server.kill()
 

@@ -15,14 +15,14 @@ from tests.integration.test_write_path_edges import USER, request
 
 
 @pytest.fixture
-async def counted(database_url, js):
+async def counted(database_url, publisher):
     """Command handlers whose pool (one connection) records each statement it sends; the relay has its own."""
     statements: list[str] = []
     commands, relays = await create_pool(database_url, 1), await create_pool(database_url, 2)
     await migrate(commands)
     async with commands.acquire() as connection:
         connection.add_query_logger(lambda logged: statements.append(logged.query))
-    relay = OutboxRelay(relays, js, interval=0.05)
+    relay = OutboxRelay(relays, publisher, interval=0.05)
     relay.start()
 
     def handlers(snapshot_every: int = 10) -> CommandHandlers:

@@ -47,8 +47,8 @@ def handlers_with(pool, relay: OutboxRelay, publish_wait: float = 5) -> CommandH
 
 
 @pytest.fixture
-async def handlers(pool, js):
-    relay = OutboxRelay(pool, js, interval=0.05)
+async def handlers(pool, publisher):
+    relay = OutboxRelay(pool, publisher, interval=0.05)
     relay.start()
     yield handlers_with(pool, relay)
     await relay.stop()
@@ -65,14 +65,14 @@ async def stream_seq(pool, stream_id: str) -> int:
     )
 
 
-async def test_a_replay_carries_the_position_even_when_the_first_reply_could_not_wait_for_it(pool, js):
-    idle = OutboxRelay(pool, js, interval=3600)  # this replica's relay does not publish in time
+async def test_a_replay_carries_the_position_even_when_the_first_reply_could_not_wait_for_it(pool, publisher):
+    idle = OutboxRelay(pool, publisher, interval=3600)  # this replica's relay does not publish in time
     slow = handlers_with(pool, idle, publish_wait=0.05)
     key = str(uuid.uuid4())
     command = CreateProduct(name="P", price=10, stock=1, category="c", seller_id="s")
 
     first = await slow.handle(request(command, key=key))
-    other = OutboxRelay(pool, js, interval=0.05)  # another replica's relay publishes later
+    other = OutboxRelay(pool, publisher, interval=0.05)  # another replica's relay publishes later
     other.start()
     try:
         deadline = time.monotonic() + 10
@@ -135,14 +135,14 @@ async def test_a_rejection_is_replayed_for_its_key_even_after_its_cause_is_gone(
         await handlers.handle(request(order, actor=USER, key=key))
 
 
-async def test_orders_succeed_when_the_servers_default_isolation_is_repeatable_read(database_url, js):
+async def test_orders_succeed_when_the_servers_default_isolation_is_repeatable_read(database_url, publisher):
     admin = await asyncpg.connect(ADMIN_DATABASE_URL)  # (the database is the admin's)
     name = database_url.rsplit("/", 1)[1]
     await admin.execute(f"alter database {name} set default_transaction_isolation = 'repeatable read'")
     await admin.close()
     pool = await create_pool(database_url, 30)
     await migrate(pool)
-    relay = OutboxRelay(pool, js, interval=0.05)
+    relay = OutboxRelay(pool, publisher, interval=0.05)
     relay.start()
     try:
         handlers = handlers_with(pool, relay)
@@ -158,10 +158,10 @@ async def test_orders_succeed_when_the_servers_default_isolation_is_repeatable_r
     assert [o for o in outcomes if isinstance(o, Exception)] == []
 
 
-async def test_racing_orders_read_what_the_locks_previous_holder_committed(pool, js):
+async def test_racing_orders_read_what_the_locks_previous_holder_committed(pool, publisher):
     """No retry allowed: an order that read its product before the previous holder's commit would
     append a taken version and fail (the lock and the read are one statement's work: `load_streams`)."""
-    relay = OutboxRelay(pool, js, interval=0.05)
+    relay = OutboxRelay(pool, publisher, interval=0.05)
     relay.start()
     try:
         handlers = CommandHandlers(

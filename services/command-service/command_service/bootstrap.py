@@ -9,7 +9,7 @@ from litestar import Litestar
 
 from command_service.adapters.database import create_pool, migrate
 from command_service.adapters.event_store import EventStore
-from command_service.adapters.relay import OutboxRelay
+from command_service.adapters.relay import OutboxRelay, Publisher
 from command_service.entrypoints import command_responder
 from command_service.handlers import CommandHandlers
 from command_service.settings import Settings
@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> Litestar:
         nc = await messaging.connect(settings.nats_url, "command-service", settings.nats_password)
         await messaging.ensure_streams(nc, settings.nats_stream_replicas)
         store = EventStore(pool)
-        relay = OutboxRelay(pool, nc.jetstream(), settings.relay_interval, listen_url=database_url)
+        relay = OutboxRelay(pool, Publisher(nc), settings.relay_interval, listen_url=database_url)
         relay.start()
         responder = messaging.Responder(nc, settings.actor_key)
         await responder.serve(

@@ -1,20 +1,28 @@
 """Outbox relay: publishes committed events to JetStream in commit order, then deletes their
 outbox rows. A crash in between re-publishes on restart; `Nats-Msg-Id` = event_id makes that safe.
 
-A batch goes out with its acks in flight together. Each message but the batch's first carries
-`Nats-Expected-Last-Msg-Id` = the event before it, so JetStream stores it only right after that
-one: if a message is lost (a NATS restart mid-batch), the ones after it are refused rather than
-stored out of order, and the next flush starts again at the lost one."""
+A batch goes out with its acks in flight together. Each message carries `Nats-Expected-Last-Sequence`:
+the sequence of the last recorded event plus its place in the batch, so JetStream stores it only
+right after the one before it: if a message is lost (a NATS restart mid-batch, a new stream leader),
+the ones after it are refused rather than stored out of order, and the next flush starts again at
+the lost one. (Not `Nats-Expected-Last-Msg-Id`: a cluster node that restarted checks that one against
+a last id it no longer knows, and stops copying the stream.) When the stream's last message is not
+the last recorded one (published before a crash, before its sequence was recorded), the batch goes
+out one message at a time without the header, each after the last one's ack: a message already
+there is acknowledged as the duplicate it is."""
 
 import asyncio
 import contextlib
+import itertools
 import uuid
 
 import asyncpg
 import msgspec
 import structlog
-from nats.js import JetStreamContext
-from nats.js.errors import APIError
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import PubAck
+from nats.js.errors import APIError, NoStreamResponseError
 
 from command_service.adapters.event_store import COLUMNS, envelope_from_row
 from shop.messaging import DUPLICATE_WINDOW
@@ -25,7 +33,7 @@ log = structlog.get_logger()
 RELAY_LOCK = 7_100_002  # one publisher at a time across replicas keeps commit order
 BATCH = 500
 ACK_TIMEOUT = 5.0  # seconds a batch waits for its acks
-WRONG_LAST_MSG_ID = 10070  # JetStream refused a message: the stream's last one is not the event before it
+WRONG_LAST_SEQUENCE = 10071  # JetStream refused a message: the stream's last one is not the one it expected
 PUBLISHED_CHANNEL = "outbox_published"  # NOTIFY after a relay committed a batch's sequences
 RECHECK = 1.0  # seconds between looks at the events table while no notification says anything
 AGE_CHECK_EVERY = 1.0  # seconds between two checks of the outbox's oldest row
@@ -33,13 +41,49 @@ AGE_CHECK_EVERY = 1.0  # seconds between two checks of the outbox's oldest row
 OUTBOX_AGE_ALERT = DUPLICATE_WINDOW / 2
 
 
+class Publisher:
+    """JetStream publishes with their acks in flight, like nats-py's `publish_async`, whose future never
+    completes when JetStream refuses the message (its `APIError.from_error` raises instead of returning):
+    here it fails with the refusal, so a refused message is told from a lost one at once."""
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc, self._inbox = nc, nc.new_inbox()
+        self._acks: dict[str, asyncio.Future[PubAck]] = {}
+        self._ids = itertools.count()
+        self._subscribed = False
+
+    async def publish_async(self, subject: str, payload: bytes, headers: dict[str, str]) -> asyncio.Future[PubAck]:
+        if not self._subscribed:
+            await self._nc.subscribe(f"{self._inbox}.*", cb=self._acked)
+            self._subscribed = True
+        reply = f"{self._inbox}.{next(self._ids)}"
+        ack = self._acks[reply] = asyncio.get_running_loop().create_future()
+        ack.add_done_callback(lambda _: self._acks.pop(reply, None))  # also when the relay gives up on it
+        await self._nc.publish(subject, payload, reply=reply, headers=headers)
+        return ack
+
+    async def _acked(self, msg: Msg) -> None:
+        ack = self._acks.pop(msg.subject, None)
+        if ack is None or ack.done():
+            return
+        if not msg.data:  # a status without a body: no stream took it
+            ack.set_exception(NoStreamResponseError())
+            return
+        answer = msgspec.json.decode(msg.data)
+        if "error" in answer:
+            error = answer["error"]
+            ack.set_exception(APIError(error.get("code"), error.get("description"), error.get("err_code")))
+        else:
+            ack.set_result(PubAck.from_response(answer))
+
+
 class OutboxRelay:
     def __init__(
-        self, pool: asyncpg.Pool, js: JetStreamContext, interval: float, listen_url: str | None = None
+        self, pool: asyncpg.Pool, publisher: Publisher, interval: float, listen_url: str | None = None
     ) -> None:
         """With `listen_url` a connection of its own LISTENs for other replicas' relays, so a command
         waiting for its events learns at once that another replica published them."""
-        self._pool, self._js, self._interval, self._listen_url = pool, js, interval, listen_url
+        self._pool, self._publisher, self._interval, self._listen_url = pool, publisher, interval, listen_url
         self._waiting: dict[int, asyncio.Future[int]] = {}
         self._wake = asyncio.Event()
         self._backoff_until = 0.0  # while failing, commands do not wake the relay before this time
@@ -190,33 +234,49 @@ class OutboxRelay:
                 f"""select o.global_position, {COLUMNS} from outbox o join events e using (global_position)
                     order by o.global_position limit {BATCH}"""
             )
-            positions, sequences, failure = await self._publish(rows)
+            if not rows:
+                return 0
+            # published in global order: the last recorded sequence is the one of the newest published row
+            last = await conn.fetchval(
+                "select stream_seq from events where stream_seq is not null order by global_position desc limit 1"
+            )
+            positions, sequences, failure = await self._publish(rows, last or 0)
+            if not positions and wrong_last_sequence(failure):
+                positions, sequences, failure = await self._publish(rows, None)
             await self._record(conn, positions, sequences)
-        if isinstance(failure, APIError) and failure.err_code == WRONG_LAST_MSG_ID and positions:
-            self._wake.set()  # the stream's last message was not ours (a restarted NATS forgets it): go on from here
+        if wrong_last_sequence(failure) and positions:
+            self._wake.set()  # a message was lost on the way (NATS restarted, a new leader): go on from there
         elif failure is not None:
             raise failure
         return len(positions)
 
-    async def _publish(self, rows: list[asyncpg.Record]) -> tuple[list[int], list[int], Exception | None]:
-        """Publishes the rows with their acks in flight together; returns the global positions and stream
-        sequences of the leading rows acknowledged, and the failure that ended them (None if none did)."""
+    async def _publish(
+        self, rows: list[asyncpg.Record], last: int | None
+    ) -> tuple[list[int], list[int], Exception | None]:
+        """Publishes the rows with their acks in flight together, each expecting `last` + its place as the
+        stream's last sequence (`last` None: one at a time, each after the one before is acknowledged);
+        returns the global positions and stream sequences of the leading rows acknowledged, and the failure
+        that ended them (None if none did)."""
         acks: list[asyncio.Future] = []
         failure: Exception | None = None
-        previous: str | None = None
-        for row in rows:
+        for place, row in enumerate(rows):
             envelope = envelope_from_row(row)
             headers = {"Nats-Msg-Id": envelope.event_id}
-            if previous is not None:
-                headers["Nats-Expected-Last-Msg-Id"] = previous
+            if last is not None:
+                headers["Nats-Expected-Last-Sequence"] = str(last + place)
             try:
                 acks.append(
-                    await self._js.publish_async(envelope.subject, msgspec.json.encode(envelope), headers=headers)
+                    await self._publisher.publish_async(
+                        envelope.subject, msgspec.json.encode(envelope), headers=headers
+                    )
                 )
+                if last is None:
+                    await asyncio.wait(acks[-1:], timeout=ACK_TIMEOUT)
+                    if not acks[-1].done() or acks[-1].exception() is not None:
+                        break
             except Exception as exc:
                 failure = exc
                 break
-            previous = envelope.event_id
         if acks:
             await asyncio.wait(acks, timeout=ACK_TIMEOUT)
         positions, sequences = [], []
@@ -250,3 +310,7 @@ class OutboxRelay:
             self._id,
         )
         self._resolve(positions, sequences)
+
+
+def wrong_last_sequence(failure: Exception | None) -> bool:
+    return isinstance(failure, APIError) and failure.err_code == WRONG_LAST_SEQUENCE
