@@ -8,7 +8,7 @@ class Settings(CommonSettings, frozen=True, kw_only=True):
     database_password: str = ""  # DATABASE_PASSWORD_FILE (deploy/secrets.sh); unless the URL has one
     database_pool_size: int = 20
     request_timeout: float = 10.0  # the deadline of a command that came without one
-    publish_wait: float = 5.0  # how long a command waits for its events to reach JetStream
+    publish_wait: float = 8.0  # how long a command waits for its events to reach JetStream (an election: seconds)
     relay_interval: float = 0.5  # how often the outbox relay looks for unpublished events
     idempotency_ttl: float = 86_400.0  # seconds an Idempotency-Key is remembered
     conflict_attempts: int = 3  # tries of a command whose streams were appended to concurrently
