@@ -74,12 +74,20 @@ async def append_restocks(pool, stream_id: str, count: int) -> list[int]:
         return await session.append([envelope(stream_id, v, ProductRestocked(quantity=1)) for v in range(1, count + 1)])
 
 
-async def test_a_batch_failing_halfway_keeps_what_was_acknowledged(pool, publisher):
+async def test_a_batch_failing_halfway_keeps_what_was_acknowledged(pool, tmp_path):
+    server = RestartableNats(tmp_path)  # its own stream: nothing else publishes there
+    server.start()
+    nc = await messaging.connect(server.url, "test-relay")
+    await messaging.ensure_streams(nc)
     await append_restocks(pool, "p-half", 5)
-    relay = OutboxRelay(pool, FailingPublisher(publisher, fail_after=2), interval=3600)
+    relay = OutboxRelay(pool, FailingPublisher(Publisher(nc), fail_after=2), interval=3600)
 
-    with pytest.raises(ConnectionError):
-        await relay.flush()
+    try:
+        with pytest.raises(ConnectionError):
+            await relay.flush()
+    finally:
+        await nc.close()
+        server.kill()
 
     published = await pool.fetch("select version, stream_seq from events order by version")
     assert [r["stream_seq"] is not None for r in published] == [True, True, False, False, False]

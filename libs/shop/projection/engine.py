@@ -270,6 +270,9 @@ class Projector:
         finally:
             async with self._lock:
                 await self._settle()
+                if self.checkpoint.position:  # a store may keep its last checkpoint for its next write
+                    with contextlib.suppress(Exception):  # the store away: a restart goes on from the last stored
+                        await self._store.commit(self.checkpoint)
 
     async def _consume(self) -> None:
         idle = 0
