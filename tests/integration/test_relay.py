@@ -45,6 +45,12 @@ class LosingPublisher:
         return await self._publisher.publish_async(*args, **kwargs)
 
 
+async def assert_stored_once_each_in_commit_order(pool, stored: list) -> None:
+    committed = await pool.fetch("select event_id::text, stream_seq from events order by global_position")
+    assert [m.headers["Nats-Msg-Id"] for m in stored] == [r["event_id"] for r in committed]  # once each, in order
+    assert [m.seq for m in stored] == [r["stream_seq"] for r in committed]
+
+
 async def stored_messages(js) -> list:
     last = (await js.stream_info(messaging.EVENTS_STREAM)).state.last_seq
     return [await js.get_msg(messaging.EVENTS_STREAM, seq) for seq in range(1, last + 1)]
@@ -115,9 +121,7 @@ async def test_a_message_lost_mid_batch_is_published_again_before_the_ones_after
     await nc.close()
     server.kill()
 
-    committed = await pool.fetch("select event_id::text, stream_seq from events order by global_position")
-    assert [m.headers["Nats-Msg-Id"] for m in stored] == [r["event_id"] for r in committed]  # once each, in order
-    assert [m.seq for m in stored] == [r["stream_seq"] for r in committed]
+    await assert_stored_once_each_in_commit_order(pool, stored)
 
 
 async def test_commands_do_not_wake_a_failing_relay_before_its_backoff(pool, publisher):
@@ -178,9 +182,7 @@ async def test_a_nats_killed_mid_batch_loses_reorders_and_duplicates_nothing(poo
         await nc.close()
         server.kill()
 
-    committed = await pool.fetch("select event_id::text, stream_seq from events order by global_position")
-    assert [m.headers["Nats-Msg-Id"] for m in stored] == [r["event_id"] for r in committed]  # once each, in order
-    assert [m.seq for m in stored] == [r["stream_seq"] for r in committed]
+    await assert_stored_once_each_in_commit_order(pool, stored)
 
 
 async def test_events_published_before_a_crash_keep_their_sequences_and_the_rest_follow_in_one_flush(pool, tmp_path):
@@ -203,6 +205,4 @@ async def test_events_published_before_a_crash_keep_their_sequences_and_the_rest
         await nc.close()
         server.kill()
 
-    committed = await pool.fetch("select event_id::text, stream_seq from events order by global_position")
-    assert [m.headers["Nats-Msg-Id"] for m in stored] == [r["event_id"] for r in committed]  # once each, in order
-    assert [m.seq for m in stored] == [r["stream_seq"] for r in committed]
+    await assert_stored_once_each_in_commit_order(pool, stored)

@@ -63,7 +63,7 @@ class Publisher:
         return ack
 
     async def _acked(self, msg: Msg) -> None:
-        ack = self._acks.pop(msg.subject, None)
+        ack = self._acks.get(msg.subject)  # (its done callback forgets it)
         if ack is None or ack.done():
             return
         if not msg.data:  # a status without a body: no stream took it
@@ -230,17 +230,17 @@ class OutboxRelay:
         async with self._lock, self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("select pg_try_advisory_xact_lock($1)", RELAY_LOCK):
                 return 0
+            # published in global order: the last recorded sequence is the one of the newest published row
             rows = await conn.fetch(
-                f"""select o.global_position, {COLUMNS} from outbox o join events e using (global_position)
+                f"""select o.global_position, {COLUMNS},
+                           (select stream_seq from events where stream_seq is not null
+                            order by global_position desc limit 1) as last_recorded
+                    from outbox o join events e using (global_position)
                     order by o.global_position limit {BATCH}"""
             )
             if not rows:
                 return 0
-            # published in global order: the last recorded sequence is the one of the newest published row
-            last = await conn.fetchval(
-                "select stream_seq from events where stream_seq is not null order by global_position desc limit 1"
-            )
-            positions, sequences, failure = await self._publish(rows, last or 0)
+            positions, sequences, failure = await self._publish(rows, rows[0]["last_recorded"] or 0)
             if not positions and wrong_last_sequence(failure):
                 positions, sequences, failure = await self._publish(rows, None)
             await self._record(conn, positions, sequences)
