@@ -11,11 +11,14 @@ pytestmark = pytest.mark.e2e
 async def test_catalog_orders_and_analytics_agree(client, system):
     admin = system.token("boss", "admin")
     word = f"heron{uuid.uuid4().hex[:6]}"
-    summary_before = (await client.get("/v1/admin/analytics/summary", headers=admin)).json()
     products = []
     for i in range(3):
         body = {"name": f"{word} model {i}", "price": 1_000 * (i + 1), "stock": 50, "category": "c", "seller_id": "s"}
-        products.append((await client.post("/v1/admin/products", json=body, headers=admin)).json()["id"])
+        created = (await client.post("/v1/admin/products", json=body, headers=admin)).json()
+        products.append(created["id"])
+    # at the products' position: what earlier tests ordered is in it
+    before = {**admin, "X-Consistency-Token": str(created["position"])}
+    summary_before = (await client.get("/v1/admin/analytics/summary", headers=before)).json()
     rng, placed, position = random.Random(7), [], 0
     for n in range(20):
         user = system.token(f"user-{n % 4}")

@@ -108,21 +108,23 @@ async def test_a_cancelled_rebuild_leaves_the_active_generation_alone(client, sy
     for service in services:
         died(system, service)
     start_with_failpoint(system, "rebuild.replaying=pause")
-    async with httpx.AsyncClient(timeout=10) as http:
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:  # a cancel waits for the replay's batch in hand
+            for service in services:
+                url = f"http://127.0.0.1:{system.ports[service]}/rebuild"
+                assert (await http.post(url, headers=system.ops)).status_code == 202
+                deadline = time.monotonic() + 20
+                while not (await http.get(url)).json()["generation"]:  # its state is stored
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
+                cancelled = await http.delete(url, headers=system.ops)
+                assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled", cancelled.text
+                assert (await http.delete(url, headers=system.ops)).status_code == 404  # nothing left to cancel
+    finally:  # without the failpoint again, whatever happened: the tests after this one share the system
         for service in services:
-            url = f"http://127.0.0.1:{system.ports[service]}/rebuild"
-            assert (await http.post(url, headers=system.ops)).status_code == 202
-            deadline = time.monotonic() + 20
-            while not (await http.get(url)).json()["generation"]:  # its state is stored
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
-            cancelled = await http.delete(url, headers=system.ops)
-            assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled", cancelled.text
-            assert (await http.delete(url, headers=system.ops)).status_code == 404  # nothing left to cancel
-    for service in services:  # without the failpoint again
-        os.kill(system.pid(service), signal.SIGTERM)
-        died(system, service)
-    system.start()
+            os.kill(system.pid(service), signal.SIGTERM)
+            died(system, service)
+        system.start()
 
     assert await generations(system) == generations_before
     assert await read_models(client, system, products, orders, position) == before

@@ -130,19 +130,26 @@ class Rebuild:
     async def cancel(self) -> bool:
         """Stop a rebuild and throw its generation away, unless readers already use it (then it is
         finished instead); False if there was none."""
+        started = time.monotonic()
         await self.stop()
-        state = await self._read_model.rebuild_state()
-        if state is None:
-            return False
-        if await self._read_model.active_name() == state.generation:
-            self.start(state)
-            return True
-        with contextlib.suppress(NotFoundError):
-            await self._js.delete_consumer(EVENTS_STREAM, f"{self._name}-rebuild")
-        await self._read_model.retire(state.generation)
-        await self._read_model.save_rebuild_state(None)
+        try:
+            state = await self._read_model.rebuild_state()
+            if state is None:
+                return False
+            if await self._read_model.active_name() == state.generation:
+                self.start(state)
+                return True
+            with contextlib.suppress(NotFoundError):
+                await self._js.delete_consumer(EVENTS_STREAM, f"{self._name}-rebuild")
+            await self._read_model.retire(state.generation)
+            await self._read_model.save_rebuild_state(None)
+        except Exception as exc:  # stopped, not thrown away: the stored state lets a DELETE again finish it
+            self.status.state, self.status.error = "failed", f"cancelling: {type(exc).__name__}: {exc}"
+            log.exception("rebuild_cancel_failed", projector=self._name)
+            raise
         self.status.state, self.status.finished_at = "cancelled", datetime.now(UTC)
-        log.info("rebuild_cancelled", projector=self._name, generation=state.generation)
+        seconds = round(time.monotonic() - started, 3)
+        log.info("rebuild_cancelled", projector=self._name, generation=state.generation, seconds=seconds)
         return True
 
     async def stop(self) -> None:
@@ -270,9 +277,11 @@ def rebuild_handlers(rebuilds: list[Rebuild], guards: list) -> list:
     async def cancel_rebuild() -> Response[RebuildStatus]:
         if not rebuilds:
             return Response(RebuildStatus(projector="", state="failed", error="still starting"), status_code=503)
-        if not await rebuilds[0].cancel():
-            return Response(rebuilds[0].status, status_code=404)
-        return Response(rebuilds[0].status)
+        try:
+            cancelled = await rebuilds[0].cancel()
+        except Exception:  # a store away: the status says what failed; the request may be repeated
+            return Response(rebuilds[0].status, status_code=503)
+        return Response(rebuilds[0].status, status_code=200 if cancelled else 404)
 
     return [start_rebuild, rebuild_status, cancel_rebuild]
 
