@@ -20,6 +20,19 @@ def ops_url(projector: str) -> str:
     return f"http://127.0.0.1:{port}"
 
 
+def ops_nats_url() -> str:
+    """Where the operator's tools find NATS: NATS_URL, else what deploy/infra.sh gave the processes in the run
+    folder's nats.env (every node of a cluster), else the single node's default."""
+    if url := os.environ.get("NATS_URL"):
+        return url
+    try:
+        lines = (Path(os.environ.get("RUN_DIR", ".run")) / "nats.env").read_text().splitlines()
+    except OSError:
+        lines = []
+    found = [line.removeprefix("NATS_URL=") for line in lines if line.startswith("NATS_URL=")]
+    return found[0] if found else "nats://127.0.0.1:4222"
+
+
 def ops_secret(name: str) -> str:
     """A secret of the operator's tools (`ops-token`, `nats-ops`) from the run folder deploy/secrets.sh fills."""
     folder = Path(os.environ.get("SECRETS_DIR") or Path(os.environ.get("RUN_DIR", ".run")) / "secrets")

@@ -8,6 +8,7 @@ from shop.contracts.commands import command_request_decoder
 from shop.contracts.events import ProductCreated, decode_data
 from shop.contracts.replies import error_reply, reply_decoder
 from shop.errors import InsufficientStock
+from shop.read_models import ops_nats_url
 from shop.settings import load_settings, with_password
 from tests.envelopes import envelope
 
@@ -112,3 +113,14 @@ def test_an_old_schema_version_is_upcast_when_read():
 def test_an_unknown_schema_version_is_refused(schema):
     with pytest.raises(msgspec.ValidationError):
         decode_data(envelope("p1", 1, PHONE, schema=schema, data=b"{}"))
+
+
+def test_the_operators_tools_find_every_node_of_a_cluster_in_the_run_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("NATS_URL", raising=False)
+    monkeypatch.setenv("RUN_DIR", str(tmp_path))
+    assert ops_nats_url() == "nats://127.0.0.1:4222"  # nothing written: the single node
+    nodes = "nats://127.0.0.1:4222,nats://127.0.0.1:4232,nats://127.0.0.1:4242"
+    (tmp_path / "nats.env").write_text(f"NATS_URL={nodes}\nNATS_STREAM_REPLICAS=3\n")
+    assert ops_nats_url() == nodes
+    monkeypatch.setenv("NATS_URL", "nats://elsewhere:4222")
+    assert ops_nats_url() == "nats://elsewhere:4222"  # the operator's own setting wins

@@ -8,7 +8,6 @@ Dropping deletes letters for good; their aggregate stays parked."""
 
 import argparse
 import asyncio
-import os
 import sys
 
 import httpx
@@ -20,7 +19,7 @@ from nats.js.errors import NotFoundError
 from shop import messaging
 from shop.contracts.events import envelope_decoder
 from shop.messaging import DLQ_STREAM
-from shop.read_models import ops_headers, ops_secret, ops_url
+from shop.read_models import ops_headers, ops_nats_url, ops_secret, ops_url
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -151,7 +150,7 @@ def main() -> None:
     parser.add_argument("action", choices=["list", "redrive", "drop"])
     parser.add_argument("--projector", help="only this projector's dead letters (order-list, analytics, catalog)")
     parser.add_argument("--seq", type=int, nargs="+", help="only these dead letters (their DLQ sequence)")
-    parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    parser.add_argument("--nats-url", default=ops_nats_url(), help="default: NATS_URL, else the run folder's")
     sys.exit(asyncio.run(run(parser.parse_args())))
 
 
