@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.analytics import AnalyticsController
-from gateway.auth import rate_limit_key
+from gateway.auth import key_set_middleware, rate_limit_key
 from gateway.bus import Bus
 from gateway.dependencies import provide_actor, provide_bus, provide_min_position, provide_request_id
 from gateway.orders import AdminOrderController, OrderController
@@ -123,6 +123,7 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
             request_id_middleware,
+            *([key_set_middleware(tokens)] if settings.jwt_jwks_url else []),
             *([rate_limit(settings.rate_limit_per_minute, rate_limit_key)] if settings.rate_limit_per_minute else []),
         ],
         before_send=[add_request_id, allow_every_method],

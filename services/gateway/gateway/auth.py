@@ -1,10 +1,13 @@
 """Bearer JWT -> Actor (`sub` is the user id, `roles` a list; "admin" opens the admin routes).
 Route guards check the caller before anything reads the body."""
 
+from collections.abc import Callable
+
 import msgspec
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.tokens import TokenVerifier
 from shop.contracts.commands import Actor
@@ -27,6 +30,23 @@ def actor_from(request: ASGIConnection, tokens: TokenVerifier) -> tuple[Actor, f
             f"invalid token: 'sub' must be a user id of 1 to 64 characters, 'roles' strings ({exc})"
         ) from exc
     return actor, float(claims["exp"])
+
+
+def key_set_middleware(tokens: TokenVerifier) -> Callable[[ASGIApp], ASGIApp]:
+    """Fetches the key set that a request's bearer token needs before anything verifies it: verifying is
+    synchronous (guards, the rate limiter's key), fetching is not."""
+
+    def factory(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                scheme, _, token = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and token:
+                    await tokens.prepare(token)
+            await app(scope, receive, send)
+
+        return middleware
+
+    return factory
 
 
 def caller(connection: ASGIConnection) -> Actor | None:
