@@ -4,8 +4,9 @@
 # ops endpoints: GATEWAY_OPS_PORT, default 8006). Each process gets the paths of its own secrets only
 # (deploy/secrets.sh, in $SECRETS_DIR), as <SETTING>_FILE variables. NATS_URL and NATS_STREAM_REPLICAS,
 # where not set, are those of the NATS that deploy/infra.sh started (one node or a cluster).
-# Replicas of the stateless processes: <NAME>_REPLICAS (COMMAND_SERVICE_REPLICAS, QUERY_SERVICE_REPLICAS,
-# GATEWAY_REPLICAS; default 1). Replica n > 1 is <name>-<n> (its pid file and log) on <NAME>_HTTP_PORT_<n>,
+# Replicas: <NAME>_REPLICAS (COMMAND_SERVICE_REPLICAS, QUERY_SERVICE_REPLICAS, GATEWAY_REPLICAS,
+# PROJECTOR_CATALOG_REPLICAS, ...; default 1; of a projector, one projects and the others stand by, see
+# shop.projection.lease). Replica n > 1 is <name>-<n> (its pid file and log) on <NAME>_HTTP_PORT_<n>,
 # else the first one's port + 100 * (n - 1) (the gateway's ops port: GATEWAY_OPS_PORT_<n>, likewise).
 # Usage: deploy/services.sh start|stop|status
 set -euo pipefail
@@ -19,7 +20,7 @@ SECRETS_DIR=${SECRETS_DIR:-$RUN_DIR/secrets}
 SERVICES="command-service:command_service:8001 projector-order-list:projector_order_list:8003
 projector-analytics:projector_analytics:8004 projector-catalog:projector_catalog:8005
 query-service:query_service:8002 gateway:gateway:8000"
-REPLICATED="command-service query-service gateway"  # stateless: any number of each (projectors: one)
+REPLICATED="command-service query-service gateway projector-order-list projector-analytics projector-catalog"
 if [ -f "$RUN_DIR/nats.env" ]; then
   while IFS='=' read -r var value; do [ -n "${!var:-}" ] || export "$var=$value"; done <"$RUN_DIR/nats.env"
 fi

@@ -14,6 +14,12 @@ EVENTS_DEAD_LETTERED = Counter("shop_events_dead_lettered_total", "Events sent t
 PROJECTION_RETRIES = Counter(
     "shop_projection_retries_total", "Batches tried again after a transient failure", ["projector"]
 )
+PROJECTION_WRITES = Counter(
+    "shop_projection_writes_total", "Writes to the read model started (batches, checkpoints, letters)", ["projector"]
+)
+PROJECTION_FENCED = Counter(
+    "shop_projection_fenced_total", "Writes refused because this process no longer held the lease", ["projector"]
+)
 EVENTS_PUBLISHED = Counter("shop_events_published_total", "Events published from the outbox")
 OUTBOX_OLDEST_AGE = Gauge("shop_outbox_oldest_age_seconds", "Age of the oldest event not yet published")
 PROJECTION_POSITION = Gauge("shop_projection_position", "Last stream sequence applied", ["projector"])

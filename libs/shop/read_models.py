@@ -1,8 +1,10 @@
 """Where each read model lives, shared by the projector that writes it and the query-service."""
 
+import contextlib
 import os
 from pathlib import Path
 
+import httpx
 from redis.asyncio import Redis
 
 from shop.settings import with_password
@@ -14,10 +16,26 @@ PROJECTORS = (ORDER_LIST, ANALYTICS, CATALOG)
 OPS_PORTS = {ORDER_LIST: 8003, ANALYTICS: 8004, CATALOG: 8005}
 
 
-def ops_url(projector: str) -> str:
-    """A projector's ops address, from its HTTP_PORT setting as deploy/services.sh passes it."""
-    port = os.environ.get(f"PROJECTOR_{projector.upper().replace('-', '_')}_HTTP_PORT", OPS_PORTS.get(projector))
-    return f"http://127.0.0.1:{port}"
+def ops_urls(projector: str) -> list[str]:
+    """The ops addresses of a projector's processes, from their HTTP_PORT settings as deploy/services.sh
+    passes them (replica n > 1 on PROJECTOR_<NAME>_HTTP_PORT_<n>, else 100 * (n - 1) above the first)."""
+    var = f"PROJECTOR_{projector.upper().replace('-', '_')}"
+    port = int(os.environ.get(f"{var}_HTTP_PORT", OPS_PORTS[projector]))
+    replicas = int(os.environ.get(f"{var}_REPLICAS", "1"))
+    ports = [port, *(int(os.environ.get(f"{var}_HTTP_PORT_{n}", port + 100 * (n - 1))) for n in range(2, replicas + 1))]
+    return [f"http://127.0.0.1:{p}" for p in ports]
+
+
+async def owner_url(projector: str) -> str:
+    """The ops address of the process that projects (holds the projector's lease); the first one's if none
+    says so."""
+    urls = ops_urls(projector)
+    async with httpx.AsyncClient(timeout=5) as http:
+        for url in urls:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                if (await http.get(f"{url}/lease")).json().get("projecting"):
+                    return url
+    return urls[0]
 
 
 def ops_nats_url() -> str:

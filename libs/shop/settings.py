@@ -32,6 +32,9 @@ class ProjectorSettings(CommonSettings, frozen=True, kw_only=True):
     # OpenSearch a new segment (tens of ms of CPU here); a list or search that waits for its token does
     # not wait for it, the query-service refreshes for it at once
     refresh_interval: float = 1.0
+    # several processes of one projector: the one holding the lease projects, the others stand by and
+    # take over within about this many seconds of its death (shop.projection.lease)
+    lease_ttl: float = 5.0
 
 
 def load_settings(cls: type[S], service: str) -> S:

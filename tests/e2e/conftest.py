@@ -69,15 +69,44 @@ class System:
         """SIGKILL: the process gets no chance to finish anything."""
         sigkill(self.pid(service))
 
+    def instances(self, service: str) -> dict[str, int]:
+        """The processes of a service, by the name of their pid file (replica n > 1 is <service>-<n>), with
+        their ports, as deploy/services.sh numbers them."""
+        var = service.upper().replace("-", "_")
+        first = self.ports[service]
+        found = {service: first}
+        for n in range(2, int(self.env.get(f"{var}_REPLICAS", "1")) + 1):
+            found[f"{service}-{n}"] = int(self.env.get(f"{var}_HTTP_PORT_{n}", first + 100 * (n - 1)))
+        return found
+
+    async def projecting(self, projector: str, timeout: float = 15, among: set[str] | None = None) -> str:
+        """The process of projector-<projector> (of `among`, if given) that says it projects (holds the
+        lease), once one does."""
+        deadline = time.monotonic() + timeout
+        candidates = {k: v for k, v in self.instances(f"projector-{projector}").items() if among is None or k in among}
+        async with httpx.AsyncClient(timeout=2) as http:
+            while True:
+                for instance, port in candidates.items():
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await http.get(f"http://127.0.0.1:{port}/lease")).json()["projecting"]:
+                            return instance
+                assert time.monotonic() < deadline, f"none of {sorted(candidates)} projects after {timeout}s"
+                await asyncio.sleep(0.05)
+
+    async def owner_port(self, projector: str) -> int:
+        return self.instances(f"projector-{projector}")[await self.projecting(projector)]
+
     async def caught_up(self, position: int, timeout: float = 30) -> None:
-        """Until every projector's checkpoint has passed `position` (from their /metrics)."""
+        """Until every projector's checkpoint has passed `position` (from the /metrics of the process that
+        projects)."""
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=5) as http:
             while True:
                 positions = {}
                 for name in PROJECTORS:
-                    with contextlib.suppress(httpx.HTTPError):
-                        metrics = (await http.get(f"http://127.0.0.1:{self.ports['projector-' + name]}/metrics")).text
+                    with contextlib.suppress(httpx.HTTPError, AssertionError):
+                        port = await self.owner_port(name)
+                        metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
                         line = f'shop_projection_position{{projector="{name}"}} '
                         found = [float(x.split()[-1]) for x in metrics.splitlines() if x.startswith(line)]
                         positions[name] = int(found[0]) if found else 0

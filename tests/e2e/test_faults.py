@@ -230,7 +230,7 @@ async def snapshot(system: System) -> dict:
 async def rebuild_all(system: System) -> None:
     async with httpx.AsyncClient(timeout=10, headers=system.ops) as http:
         for name in ("catalog", "order-list", "analytics"):
-            url = f"http://127.0.0.1:{system.ports['projector-' + name]}/rebuild"
+            url = f"http://127.0.0.1:{await system.owner_port(name)}/rebuild"
             assert (await http.post(url)).status_code == 202
             deadline = time.monotonic() + 60
             while (status := (await http.get(url)).json())["state"] not in ("done", "failed"):

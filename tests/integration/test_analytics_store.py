@@ -20,6 +20,7 @@ from shop.contracts.events import (
     ReviewAdded,
 )
 from shop.projection.engine import Checkpoint, Event
+from shop.projection.lease import LeaseLost
 
 from ..conftest import REDIS_URL
 
@@ -126,3 +127,23 @@ async def test_a_batch_applied_already_or_with_a_gap_is_decided_event_by_event(r
     rejected = await send(gapped, [review], merged=True)
     assert list(rejected) == [review.seq] and "out of order" in rejected[review.seq]
     assert await counters(client, f"{prefix}c:") == {}
+
+
+@pytest.mark.parametrize("merged", [True, False])
+async def test_a_batch_with_a_fencing_token_below_the_highest_seen_changes_nothing(redis, merged):
+    """The lease's token goes into the batch's atomic step: a former owner (a lower token) writes nothing."""
+    client, prefix = redis
+    store = AnalyticsStore(client, f"{prefix}a:", fence=f"{prefix}fence")
+    events = history()
+
+    async def prepared(batch: list[Event]) -> Changes:
+        found = await store.prepare(batch)
+        return found if merged else Changes(found.rejected, found.events, None)
+
+    assert await store.send(await prepared(events[:10]), Checkpoint(position=events[9].seq), token=7) == {}
+    before = (await counters(client, f"{prefix}a:"), await store.checkpoint())
+    with pytest.raises(LeaseLost):
+        await store.send(await prepared(events[10:20]), Checkpoint(position=events[19].seq), token=6)
+    assert (await counters(client, f"{prefix}a:"), await store.checkpoint()) == before
+    assert await store.send(await prepared(events[10:20]), Checkpoint(position=events[19].seq), token=8) == {}
+    assert (await store.checkpoint()).position == events[19].seq

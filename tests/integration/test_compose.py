@@ -25,7 +25,6 @@ APPS = {
     "projector-analytics": ("projector_analytics", 8004, NATS | {"redis"}),
     "projector-catalog": ("projector_catalog", 8005, NATS | {"opensearch"}),
 }
-REPLICATED = {"gateway", "command-service", "query-service"}  # stateless; a projector runs once
 # how each app reaches a piece of infrastructure, by its service name
 INFRA_URLS = {
     **{node: ("NATS_URL", f"nats://{node}:4222") for node in NATS},
@@ -111,9 +110,9 @@ def test_nats_config_defines_a_user_per_app_service_with_password_from_env(servi
         assert "-js" in services[node]["command"]
 
 
-def test_nats_runs_as_a_cluster_of_three_with_replicated_streams_and_two_of_each_stateless_app(services):
+def test_nats_runs_as_a_cluster_of_three_with_replicated_streams_and_two_of_each_app(services):
     """Each node has its name, its own store and the routes to all three (authenticated as `route`);
-    every app is given all three nodes and asks for R3 streams; gateway, command- and query-service run twice."""
+    every app is given all three nodes, asks for R3 streams and runs twice (a projector: one stands by)."""
     config = (ROOT / "deploy/nats/nats-server.conf").read_text()
     assert "server_name: $NATS_SERVER_NAME" in config
     assert "routes: [$NATS_ROUTE_1, $NATS_ROUTE_2, $NATS_ROUTE_3]" in config and "user: route" in config
@@ -128,7 +127,7 @@ def test_nats_runs_as_a_cluster_of_three_with_replicated_streams_and_two_of_each
         environment = services[name]["environment"]
         assert environment["NATS_URL"].split(",") == [f"nats://{node}:4222" for node in sorted(NATS)]
         assert environment["NATS_STREAM_REPLICAS"] == "3"
-        assert services[name].get("deploy", {}).get("replicas", 1) == (2 if name in REPLICATED else 1)
+        assert services[name].get("deploy", {}).get("replicas", 1) == 2
 
 
 def test_no_secret_has_a_default_and_each_one_is_required():

@@ -19,7 +19,7 @@ from nats.js.errors import NotFoundError
 from shop import messaging
 from shop.contracts.events import envelope_decoder
 from shop.messaging import DLQ_STREAM
-from shop.read_models import ops_headers, ops_nats_url, ops_secret, ops_url
+from shop.read_models import ops_headers, ops_nats_url, ops_secret, owner_url
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -131,7 +131,7 @@ async def redrive(letters: list[DeadLetter], args: argparse.Namespace) -> int:
     failed = 0
     for projector in sorted({d.projector for d in letters}):
         seqs = [d.seq for d in letters if d.projector == projector] if args.seq else None
-        async with httpx.AsyncClient(base_url=ops_url(projector), timeout=120, headers=ops_headers()) as http:
+        async with httpx.AsyncClient(base_url=await owner_url(projector), timeout=120, headers=ops_headers()) as http:
             answer = await http.post("/dlq/redrive", json={"seqs": seqs})
         if answer.status_code != 200:
             print(f"{projector} refused: {answer.status_code} {answer.text}", file=sys.stderr)

@@ -102,7 +102,10 @@ class DocumentStore:
             return Checkpoint()
         return msgspec.convert(found["_source"], Checkpoint)
 
-    async def commit(self, checkpoint: Checkpoint) -> None:
+    async def commit(self, checkpoint: Checkpoint, token: int = 0) -> None:
+        """`token` (the writer's lease) is not checked here: a _bulk is no atomic step, so the engine checks
+        the lease right before each write, and documents carry external versions (an older state never
+        replaces a newer one)."""
         self._pending = None
         if self.replaying:  # what the checkpoint covers must be durable first
             await self._client.indices.flush(index=self.name)
@@ -131,7 +134,7 @@ class DocumentStore:
             self._forget_all()
             raise
 
-    async def send(self, prepared: Bulk, checkpoint: Checkpoint | None) -> dict[int, str]:
+    async def send(self, prepared: Bulk, checkpoint: Checkpoint | None, token: int = 0) -> dict[int, str]:
         rejected = dict(prepared.rejected)
         if prepared.covers:
             try:

@@ -16,7 +16,7 @@
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import NamedTuple, Protocol
 
 import msgspec
@@ -31,10 +31,13 @@ from shop.messaging import API_TIMEOUT, EVENTS_STREAM
 from shop.metrics import (
     EVENTS_DEAD_LETTERED,
     EVENTS_HANDLED,
+    PROJECTION_FENCED,
     PROJECTION_LAG,
     PROJECTION_POSITION,
     PROJECTION_RETRIES,
+    PROJECTION_WRITES,
 )
+from shop.projection.lease import LeaseLost
 from shop.projection.pull import Delivery, Pull
 
 log = structlog.get_logger()
@@ -70,15 +73,17 @@ class Store(Protocol):
         the projection rejects are rejected too. Raises on anything transient."""
         ...
 
-    async def send(self, prepared: "Prepared", checkpoint: Checkpoint | None) -> dict[int, str]:
+    async def send(self, prepared: "Prepared", checkpoint: Checkpoint | None, token: int = 0) -> dict[int, str]:
         """Apply a prepared batch in order, idempotently (what is applied already changes nothing), and,
         if none is rejected, store `checkpoint` with it (in the same step, or later: never before it).
+        `token` is the writer's lease (0: none); a store that can refuses, with LeaseLost, a token below
+        the highest it has seen, in the same atomic step as the batch.
 
         Returns the events rejected, by the projection or by the store, as {stream sequence: why}.
         Raises on anything transient."""
         ...
 
-    async def commit(self, checkpoint: Checkpoint) -> None:
+    async def commit(self, checkpoint: Checkpoint, token: int = 0) -> None:
         """Store the checkpoint now; a position lower than the stored one changes nothing."""
         ...
 
@@ -153,6 +158,8 @@ class Projector:
         filtered: bool = False,  # the consumer brings only the store's events: see caught_up()
         batch: int = 500,
         refresh_interval: float = 1.0,  # ProjectorSettings.refresh_interval
+        fence: Callable[[], None] = lambda: None,  # raises LeaseLost once this process may no longer write
+        token: Callable[[], int] = lambda: 0,  # the lease's fencing token, for the stores that check it
         retry_first: float = 0.1,
         retry_cap: float = 5.0,
     ) -> None:
@@ -160,7 +167,7 @@ class Projector:
         self.name, self._store = name, store
         self._projector = dead_letters or name
         self._announce, self._skip_letters, self._refresh = announce, skip_letters, refresh
-        self._filtered = filtered
+        self._filtered, self._fence, self._token = filtered, fence, token
         self._left = 0  # what the consumer had left for it after the last batch
         self._batch, self._refresh_interval = batch, refresh_interval
         self._backoff = Backoff(retry_first, retry_cap)
@@ -230,6 +237,7 @@ class Projector:
         await self._announce_position()
 
     async def _subscribe(self) -> None:
+        self._may_write()  # a former owner must not take the consumer back
         self.checkpoint = await self._store.checkpoint()
         self.searchable = self.checkpoint.position
         stream = (await self._js.stream_info(EVENTS_STREAM)).state
@@ -272,7 +280,7 @@ class Projector:
                 await self._settle()
                 if self.checkpoint.position:  # a store may keep its last checkpoint for its next write
                     with contextlib.suppress(Exception):  # the store away: a restart goes on from the last stored
-                        await self._store.commit(self.checkpoint)
+                        await self._commit(self.checkpoint)
 
     async def _consume(self) -> None:
         idle = 0
@@ -344,7 +352,7 @@ class Projector:
             clean = (
                 None if letters or (prepared and prepared.rejected) else Checkpoint(position=position, parked=parked)
             )
-            task = asyncio.create_task(self._store.send(prepared, clean)) if prepared else None
+            task = asyncio.create_task(self._send(prepared, clean)) if prepared else None
             self._sending = Sending(task, events, letters, parked, position, msgs[-1].pending)
 
     async def _finish(self) -> None:
@@ -367,7 +375,7 @@ class Projector:
         checkpoint = Checkpoint(position=sending.position, parked=parked)
         if letters:  # the checkpoint passes dead letters only once they are in the DLQ
             await self._dead_letter(sorted(letters))
-            await self._store.commit(checkpoint)
+            await self._commit(checkpoint)
         self.checkpoint = checkpoint
         if self._refreshing:
             self._unrefreshed.set()
@@ -413,7 +421,7 @@ class Projector:
             if info.num_pending or info.delivered.consumer_seq != self._next_consumer_seq - 1 or self._pull is None:
                 return False
             checkpoint = Checkpoint(position=max(position, self.position), parked=self.checkpoint.parked)
-            await self._store.commit(checkpoint)
+            await self._commit(checkpoint)
             self.checkpoint = checkpoint
         return True
 
@@ -429,14 +437,14 @@ class Projector:
                     events.append(Event(seq, envelope, decode_data(envelope)))
                 except (msgspec.MsgspecError, ValueError) as exc:
                     failed[seq] = f"undecodable event: {type(exc).__name__}: {exc}"
-            rejected = await self._store.send(await self._store.prepare(events), None) if events else {}
+            rejected = await self._send(await self._store.prepare(events), None) if events else {}
             failed.update(rejected)
             applied = {e.envelope.stream_id for e in events} - {
                 e.envelope.stream_id for e in events if e.seq in rejected
             }
             parked = {aggregate: seq for aggregate, seq in self.checkpoint.parked.items() if aggregate not in applied}
             checkpoint = Checkpoint(position=self.position, parked=parked)
-            await self._store.commit(checkpoint)
+            await self._commit(checkpoint)
             self.checkpoint = checkpoint
             if self._refreshing:
                 self._unrefreshed.set()
@@ -444,8 +452,27 @@ class Projector:
         await self._announce_position()
         return failed
 
+    def _may_write(self) -> None:
+        """Right before each write (nothing awaited between this and the store's call): LeaseLost if this
+        process may no longer write."""
+        try:
+            self._fence()
+        except LeaseLost:
+            PROJECTION_FENCED.labels(projector=self._projector).inc()
+            raise
+        PROJECTION_WRITES.labels(projector=self._projector).inc()
+
+    async def _send(self, prepared: "Prepared", checkpoint: Checkpoint | None) -> dict[int, str]:
+        self._may_write()
+        return await self._store.send(prepared, checkpoint, self._token())
+
+    async def _commit(self, checkpoint: Checkpoint) -> None:
+        self._may_write()
+        await self._store.commit(checkpoint, self._token())
+
     async def _dead_letter(self, letters: list[Letter]) -> None:
         """Publish to the DLQ and wait for the acks: before the checkpoint passes them."""
+        self._may_write()
         for letter in letters:
             if letter.seq in self._skip_letters:
                 continue

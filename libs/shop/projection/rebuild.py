@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -32,7 +33,8 @@ from shop.messaging import EVENTS_STREAM
 from shop.ops import Check
 from shop.projection.dlq import dead_letters
 from shop.projection.engine import Projector, Store
-from shop.read_models import PROJECTORS, ops_headers, ops_url
+from shop.projection.lease import LeaseLost
+from shop.read_models import PROJECTORS, ops_headers, owner_url
 
 log = structlog.get_logger()
 
@@ -50,6 +52,9 @@ async def failpoint(step: str) -> None:
             await asyncio.sleep(60)  # the graceful stop cancels the rebuild here
         case "pause":
             await asyncio.sleep(3600)
+
+
+NOT_HERE = "not projecting here: starting, or standing by for the process that holds the lease (GET /lease)"
 
 
 class RebuildState(msgspec.Struct, kw_only=True):
@@ -91,7 +96,7 @@ class ReadModel(Protocol):
 
 class RebuildStatus(msgspec.Struct, kw_only=True):
     projector: str
-    state: str = "idle"  # idle | replaying | switching | done | failed | cancelled
+    state: str = "idle"  # idle | replaying | switching | done | failed | cancelled | paused | standby
     generation: str | None = None
     previous: str | None = None
     position: int = 0  # events done: the replay's checkpoint
@@ -105,9 +110,18 @@ class RebuildStatus(msgspec.Struct, kw_only=True):
 
 
 class Rebuild:
-    def __init__(self, nc: NATS, name: str, read_model: ReadModel, live: Projector, poll: float = 0.2) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        name: str,
+        read_model: ReadModel,
+        live: Projector,
+        poll: float = 0.2,
+        fence: Callable[[], None] = lambda: None,  # raises LeaseLost once this process may no longer write
+        token: Callable[[], int] = lambda: 0,  # the lease's fencing token
+    ) -> None:
         self._nc, self._js, self._name, self._read_model, self._live = nc, nc.jetstream(), name, read_model, live
-        self._poll = poll
+        self._poll, self._fence, self._token = poll, fence, token
         self.status = RebuildStatus(projector=name)
         self._task: asyncio.Task | None = None
 
@@ -139,6 +153,7 @@ class Rebuild:
             if await self._read_model.active_name() == state.generation:
                 self.start(state)
                 return True
+            self._fence()
             with contextlib.suppress(NotFoundError):
                 await self._js.delete_consumer(EVENTS_STREAM, f"{self._name}-rebuild")
             await self._read_model.retire(state.generation)
@@ -167,17 +182,20 @@ class Rebuild:
                     raise RuntimeError(f"EVENTS starts at #{stream.first_seq}, not #1: a replay would be incomplete")
                 name, previous = await self._read_model.next_generation(), self._live.store.name
                 state = RebuildState(generation=name, previous=previous, started_at=status.started_at)
+                self._fence()
                 await self._read_model.save_rebuild_state(state)  # before the generation exists: no orphan
                 log.info("rebuild_started", projector=self._name, generation=state.generation)
             status.generation, status.previous = state.generation, state.previous
             if state.phase == "replaying" and await self._read_model.active_name() != state.generation:
                 await self._replay_and_switch(state)
             state.phase = "switched"
+            self._fence()
             await self._read_model.save_rebuild_state(state)
             await failpoint("rebuild.switched")
             with contextlib.suppress(NotFoundError):
                 await self._js.delete_consumer(EVENTS_STREAM, f"{self._name}-rebuild")
             if state.previous != state.generation:
+                self._fence()
                 await self._read_model.retire(state.previous)
             await self._read_model.save_rebuild_state(None)
             status.state = "done"
@@ -185,6 +203,9 @@ class Rebuild:
         except asyncio.CancelledError:
             log.info("rebuild_paused", projector=self._name, generation=status.generation)  # resumed on start
             raise
+        except LeaseLost:  # the process that takes the lease resumes it
+            status.state = "paused"
+            log.info("rebuild_paused", projector=self._name, generation=status.generation, why="lease lost")
         except Exception as exc:
             status.state, status.error = "failed", f"{type(exc).__name__}: {exc}"
             log.exception("rebuild_failed", projector=self._name)
@@ -210,6 +231,8 @@ class Rebuild:
             refresh=False,
             filtered=True,
             batch=1000,
+            fence=self._fence,
+            token=self._token,
         )
         await replay.start()
         samples: list[tuple[float, int]] = []
@@ -246,6 +269,7 @@ class Rebuild:
                 await asyncio.sleep(0.01)
             self.status.state = "switching"
             await replay.stop()
+            self._fence()
             await self._read_model.activate(store)
             await failpoint("rebuild.switching")
             await self._live.switch(store)
@@ -261,7 +285,7 @@ def rebuild_handlers(rebuilds: list[Rebuild], guards: list) -> list:
     @post("/rebuild", media_type=MediaType.JSON, include_in_schema=False, guards=guards)
     async def start_rebuild() -> Response[RebuildStatus]:
         if not rebuilds:
-            return Response(RebuildStatus(projector="", state="failed", error="still starting"), status_code=503)
+            return Response(RebuildStatus(projector="", state="standby", error=NOT_HERE), status_code=503)
         if rebuilds[0].running:
             return Response(rebuilds[0].status, status_code=409)
         rebuilds[0].start()
@@ -270,13 +294,13 @@ def rebuild_handlers(rebuilds: list[Rebuild], guards: list) -> list:
     @get("/rebuild", media_type=MediaType.JSON, include_in_schema=False)
     async def rebuild_status() -> Response[RebuildStatus]:
         if not rebuilds:
-            return Response(RebuildStatus(projector="", state="failed", error="still starting"), status_code=503)
+            return Response(RebuildStatus(projector="", state="standby", error=NOT_HERE), status_code=503)
         return Response(rebuilds[0].status)
 
     @delete("/rebuild", media_type=MediaType.JSON, include_in_schema=False, status_code=200, guards=guards)
     async def cancel_rebuild() -> Response[RebuildStatus]:
         if not rebuilds:
-            return Response(RebuildStatus(projector="", state="failed", error="still starting"), status_code=503)
+            return Response(RebuildStatus(projector="", state="standby", error=NOT_HERE), status_code=503)
         try:
             cancelled = await rebuilds[0].cancel()
         except Exception:  # a store away: the status says what failed; the request may be repeated
@@ -286,8 +310,10 @@ def rebuild_handlers(rebuilds: list[Rebuild], guards: list) -> list:
     return [start_rebuild, rebuild_status, cancel_rebuild]
 
 
-async def run(projector: str, url: str, timeout: float) -> int:
-    """Start a rebuild through the projector's ops endpoint and follow it to the end with a progress bar."""
+async def run(projector: str, url: str | None, timeout: float) -> int:
+    """Start a rebuild through the projector's ops endpoint (of the process that projects, unless `url`
+    says) and follow it to the end with a progress bar."""
+    url = url or await owner_url(projector)
     async with httpx.AsyncClient(base_url=url, timeout=10, headers=ops_headers()) as http:
         started = await http.post("/rebuild")
         if started.status_code == 409:
@@ -318,10 +344,10 @@ async def run(projector: str, url: str, timeout: float) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="just rebuild", description=__doc__)
     parser.add_argument("projector", choices=sorted(PROJECTORS))
-    parser.add_argument("--url", help="the projector's ops address (default: from its HTTP_PORT setting)")
+    parser.add_argument("--url", help="the projector's ops address (default: its process that projects)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to follow it (default 3600)")
     args = parser.parse_args()
-    sys.exit(asyncio.run(run(args.projector, args.url or ops_url(args.projector), args.timeout)))
+    sys.exit(asyncio.run(run(args.projector, args.url, args.timeout)))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,20 @@ from redis.asyncio import Redis
 
 from projector_analytics.changes import analytics_changes, merge
 from shop.projection.engine import Checkpoint, Event
+from shop.projection.lease import LeaseLost
 from shop.projection.rebuild import RebuildState
 from shop.read_models import AnalyticsKeys, analytics_checkpoint, analytics_pointer
 
-# the checkpoint moves only forward; '' for no checkpoint
+# the checkpoint moves only forward; '' for no checkpoint. A batch whose fencing token (the writer's lease,
+# '0' for none) is below the highest one seen changes nothing: a former owner writes nothing.
 CHECKPOINT = """
+local function fenced(key, token)
+  if token == '0' then return false end
+  local held = tonumber(redis.call('GET', key) or '0')
+  if tonumber(token) < held then return true end
+  if tonumber(token) > held then redis.call('SET', key, token) end
+  return false
+end
 local function store_checkpoint(prefix, position, parked)
   local key = prefix .. 'checkpoint'
   if position ~= '' and tonumber(position) >= tonumber(redis.call('HGET', key, 'position') or '0') then
@@ -33,6 +42,7 @@ end
 APPLY = (
     CHECKPOINT
     + """
+if fenced(ARGV[5], ARGV[6]) then return 'fenced' end
 local prefix = ARGV[1]
 local applied_key = prefix .. 'applied'
 local rejected, blocked = {}, {}
@@ -65,10 +75,12 @@ return cjson.encode(rejected)
 # The same batch with its changes merged (increments added up, the last value set) and its aggregates'
 # versions checked and moved at once: far fewer commands. Refused (nothing written) unless every
 # aggregate's first version in the batch is the next one: APPLY, event by event, decides then.
-# ARGV: prefix, [[aggregate, first version, last version], ...], [command, ...], position, parked.
+# ARGV: prefix, [[aggregate, first version, last version], ...], [command, ...], position, parked, fence
+# key, token.
 APPLY_MERGED = (
     CHECKPOINT
     + """
+if fenced(ARGV[6], ARGV[7]) then return 'fenced' end
 local prefix = ARGV[1]
 local applied_key = prefix .. 'applied'
 local aggregates, ids, versions = cjson.decode(ARGV[2]), {}, {}
@@ -131,8 +143,9 @@ class AnalyticsStore:
     refreshes = False
     events = "evt.>"  # every event: its version is recorded, so that a missing one is noticed
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, fence: str = "") -> None:
         self._redis, self.name = redis, prefix
+        self._fence = fence or f"{prefix}fence"  # the key of the highest fencing token seen
         self._apply = redis.register_script(APPLY)
         self._apply_merged = redis.register_script(APPLY_MERGED)
 
@@ -167,27 +180,36 @@ class AnalyticsStore:
             merged = (msgspec.json.encode(list(versions.values())), msgspec.json.encode(merge(commands)))
         return Changes(rejected, batch, merged)
 
-    async def send(self, prepared: Changes, checkpoint: Checkpoint | None) -> dict[int, str]:
+    async def send(self, prepared: Changes, checkpoint: Checkpoint | None, token: int = 0) -> dict[int, str]:
         rejected = dict(prepared.rejected)
         if rejected:
             checkpoint = None
         position = checkpoint.position if checkpoint else ""
         parked = msgspec.json.encode(checkpoint.parked if checkpoint else {})
+        fence = [self._fence, token]
         if prepared.merged is not None:
-            answer = await self._apply_merged(args=[self.name, *prepared.merged, position, parked])
+            answer = _unless_fenced(
+                await self._apply_merged(args=[self.name, *prepared.merged, position, parked, *fence])
+            )
             if answer != b"event by event":
                 return rejected
         if prepared.events or checkpoint:  # the checkpoint goes with the changes, in one step, when none is rejected
-            args = [self.name, msgspec.json.encode(prepared.events), position, parked]
-            answer = await self._apply(args=args)
+            args = [self.name, msgspec.json.encode(prepared.events), position, parked, *fence]
+            answer = _unless_fenced(await self._apply(args=args))
             rejected.update({int(seq): why for seq, why in (msgspec.json.decode(answer) or [])})  # {}: empty
         return rejected
 
-    async def commit(self, checkpoint: Checkpoint) -> None:
-        await self.send(Changes({}, [], None), checkpoint)  # no changes, only the checkpoint
+    async def commit(self, checkpoint: Checkpoint, token: int = 0) -> None:
+        await self.send(Changes({}, [], None), checkpoint, token)  # no changes, only the checkpoint
 
     async def refresh(self) -> None:
         """Every script call is visible once it returns."""
+
+
+def _unless_fenced(answer: bytes) -> bytes:
+    if answer == b"fenced":
+        raise LeaseLost("a newer owner of the analytics projection has written: this one may not")
+    return answer
 
 
 class AnalyticsReadModel:
@@ -198,7 +220,8 @@ class AnalyticsReadModel:
         self.checks = {"redis": redis.ping}
 
     async def active(self) -> AnalyticsStore:
-        return AnalyticsStore(self._redis, (await self._ensure(keys=self._keys, args=[self._base])).decode())
+        prefix = (await self._ensure(keys=self._keys, args=[self._base])).decode()
+        return AnalyticsStore(self._redis, prefix, f"{self._base}fence")
 
     async def active_name(self) -> str:
         return (await self._redis.get(self._keys[0]) or b"").decode()
@@ -207,7 +230,7 @@ class AnalyticsReadModel:
         return (await self._next(keys=self._keys, args=[self._base])).decode()
 
     async def generation(self, name: str) -> AnalyticsStore:
-        return AnalyticsStore(self._redis, name)
+        return AnalyticsStore(self._redis, name, f"{self._base}fence")
 
     async def prepare(self, store: AnalyticsStore) -> None:
         """Nothing to do: a Redis generation is ready as it is written."""

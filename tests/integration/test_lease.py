@@ -1,0 +1,59 @@
+"""A projector's lease (shop.projection.lease) on a real NATS server (a bucket of its own: the tests'
+system holds the projectors' own; the end-to-end tests run the projectors under their NATS users): one
+holder at a time, taken over once the holder stops renewing (the TTL), given up at once on release,
+and invalid for its holder before it can have expired on the server."""
+
+import asyncio
+import time
+
+import pytest
+
+from shop.projection.lease import Lease, LeaseLost
+
+TTL = 2.0
+
+
+@pytest.fixture
+async def pair(nats):
+    first, second = await nats.connect("ops"), await nats.connect("ops")
+    leases = [Lease(nc.jetstream(), "lease-test", member, ttl=TTL) for nc, member in ((first, "a"), (second, "b"))]
+    for lease in leases:
+        await lease.open()
+    yield leases
+    for lease in leases:
+        await lease.release()
+    await first.close()
+    await second.close()
+
+
+async def until(condition, timeout: float) -> float:
+    started = time.monotonic()
+    while not await condition():
+        assert time.monotonic() - started < timeout, f"not within {timeout}s"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def test_one_holder_at_a_time_and_a_release_hands_it_over_at_once(pair):
+    a, b = pair
+    assert await until(a.acquire, TTL * 3) >= 0  # one left by an earlier test runs out first
+    assert not await b.acquire()
+    assert await a.renew() and a.valid() and await b.owner() == "a"
+    await a.release()
+    assert not a.held and await b.acquire()
+    assert b.token > 0 and await a.owner() == "b"
+
+
+async def test_a_holder_that_stops_renewing_loses_it_within_the_ttl_and_knows_first(pair):
+    a, b = pair
+    await until(a.acquire, TTL * 3)
+    taken_at = time.monotonic()
+    # a stops renewing (stalled): it counts itself invalid before the server can let b take it
+    await until(lambda: asyncio.sleep(0, result=not a.valid()), TTL)
+    invalid_after = time.monotonic() - taken_at
+    with pytest.raises(LeaseLost):
+        a.check()
+    await until(b.acquire, TTL * 2 + 1)
+    assert time.monotonic() - taken_at > invalid_after  # no overlap: a had given up first
+    assert b.token > a.token
+    assert not await a.renew() and not a.held  # it learns it has lost it
