@@ -49,7 +49,7 @@ async def test_a_holder_that_stops_renewing_loses_it_within_the_ttl_and_knows_fi
     await until(a.acquire, TTL * 3)
     taken_at = time.monotonic()
     # a stops renewing (stalled): it counts itself invalid before the server can let b take it
-    await until(lambda: asyncio.sleep(0, result=not a.valid()), TTL)
+    await until(lambda: asyncio.sleep(0, result=not a.valid()), TTL * 2)
     invalid_after = time.monotonic() - taken_at
     with pytest.raises(LeaseLost):
         a.check()
@@ -57,3 +57,14 @@ async def test_a_holder_that_stops_renewing_loses_it_within_the_ttl_and_knows_fi
     assert time.monotonic() - taken_at > invalid_after  # no overlap: a had given up first
     assert b.token > a.token
     assert not await a.renew() and not a.held  # it learns it has lost it
+
+
+async def test_a_bucket_made_with_another_ttl_is_used_with_its_own(nats):
+    nc = await nats.connect("ops")
+    try:
+        await Lease(nc.jetstream(), "lease-ttl-test", "a", ttl=TTL).open()
+        longer = Lease(nc.jetstream(), "lease-ttl-test", "b", ttl=TTL * 5)
+        await longer.open()  # refused by the server as a new bucket: the one there counts
+        assert longer.ttl == TTL and longer.interval == TTL / 5
+    finally:
+        await nc.close()

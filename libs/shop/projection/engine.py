@@ -76,8 +76,8 @@ class Store(Protocol):
     async def send(self, prepared: "Prepared", checkpoint: Checkpoint | None, token: int = 0) -> dict[int, str]:
         """Apply a prepared batch in order, idempotently (what is applied already changes nothing), and,
         if none is rejected, store `checkpoint` with it (in the same step, or later: never before it).
-        `token` is the writer's lease (0: none); a store that can refuses, with LeaseLost, a token below
-        the highest it has seen, in the same atomic step as the batch.
+        `token` is the writer's lease (0: none); a store that can check it refuses, with LeaseLost, a token
+        below the highest it has seen, in the same atomic step as the batch.
 
         Returns the events rejected, by the projection or by the store, as {stream sequence: why}.
         Raises on anything transient."""
@@ -453,8 +453,8 @@ class Projector:
         return failed
 
     def _may_write(self) -> None:
-        """Right before each write (nothing awaited between this and the store's call): LeaseLost if this
-        process may no longer write."""
+        """Right before each write (nothing of ours is awaited between this and the store's call): LeaseLost
+        if this process may no longer write."""
         try:
             self._fence()
         except LeaseLost:

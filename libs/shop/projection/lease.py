@@ -7,15 +7,15 @@ Fencing: the revision of the write that took the lease is the owner's token. The
 valid only for `ttl - margin` after it last *sent* a renewal that succeeded (the key cannot expire before
 that on the server), and the engine checks that right before each write to the read model, so a process
 stopped past its lease (SIGSTOP, a long pause) finds it invalid when it runs again and writes nothing.
-The Redis read model also stores the token with its checkpoint, in the same atomic step as the batch,
-and refuses a batch with a lower one."""
+The Redis read model also keeps the highest token it has seen and refuses, in the batch's own atomic
+step, a batch with a lower one."""
 
 import time
 
 import structlog
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 log = structlog.get_logger()
@@ -29,10 +29,8 @@ class LeaseLost(Exception):
 
 class Lease:
     def __init__(self, js: JetStreamContext, projector: str, member: str, ttl: float = 5.0, replicas: int = 1) -> None:
-        self._js, self.bucket, self.member = js, f"leases-{projector}", member
-        self.ttl, self._replicas = ttl, replicas
-        self.margin = min(1.0, ttl / 5)
-        self.interval = ttl / 5  # between renewals, and between attempts to take it
+        self._js, self.bucket, self.member, self._replicas = js, f"leases-{projector}", member, replicas
+        self._timing(ttl)
         self._kv: KeyValue | None = None
         self.token = 0  # the revision that took it; 0 while not held
         self._revision = 0  # the last write of it
@@ -40,7 +38,18 @@ class Lease:
 
     async def open(self) -> None:
         config = KeyValueConfig(bucket=self.bucket, ttl=self.ttl, history=1, replicas=self._replicas)
-        self._kv = await self._js.create_key_value(config)
+        try:
+            self._kv = await self._js.create_key_value(config)
+        except BadRequestError:  # there already, made with other settings: its own TTL is the one that counts
+            self._kv = await self._js.key_value(self.bucket)
+            ttl = (await self._kv.status()).ttl
+            if not ttl:
+                raise RuntimeError(f"KV bucket {self.bucket} has no TTL: a dead owner would keep it") from None
+            self._timing(ttl)
+
+    def _timing(self, ttl: float) -> None:
+        self.ttl, self.margin = ttl, min(1.0, ttl / 5)
+        self.interval = ttl / 5  # between renewals, and between attempts to take it
 
     @property
     def held(self) -> bool:
