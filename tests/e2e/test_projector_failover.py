@@ -2,7 +2,7 @@
 the other stands by. Killed with SIGKILL under writes, the owner is replaced within 10 s and, started
 again, stands by; stopped with SIGSTOP past its lease and let go on with SIGCONT, it starts no write.
 Afterwards nothing is in the DLQ, no `fresh` read missed its write, and every read model equals a
-from-scratch rebuild of itself."""
+from-scratch rebuild of itself. A rebuild whose owner dies mid-replay is finished by the standby."""
 
 import asyncio
 import os
@@ -15,7 +15,9 @@ import pytest
 from shop.messaging import EVENTS_STREAM
 from tests.conftest import NatsServer, free_ports
 from tests.e2e.conftest import running_system
+from tests.e2e.histories import history, read_models
 from tests.e2e.test_faults import everything_accounted_for, placed_at_least, traffic
+from tests.e2e.test_rebuild_crashes import died, finished, generations, start_with_failpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -108,3 +110,38 @@ async def test_a_stalled_owner_starts_no_write_after_losing_its_lease(pair):
 
     assert await writes(system, stalled) == before
     await everything_accounted_for(system, flow)
+
+
+async def test_a_rebuild_whose_owner_dies_is_finished_by_the_standby(pair):
+    """The owner kills itself in the middle of a replay (failpoint): the standby takes the lease, finds the
+    rebuild's stored state and finishes it; the read model is complete and only its new generation is left."""
+    system = pair
+    async with httpx.AsyncClient(base_url=system.gateway, timeout=15) as client:
+        products, orders, position = await history(client, system)
+        before = await read_models(client, system, products, orders, position)
+    generations_before = await generations(system)
+    for instance in system.instances(PROJECTOR):
+        os.kill(system.pid(instance), signal.SIGTERM)  # a graceful stop gives the lease up
+    for instance in system.instances(PROJECTOR):
+        died(system, instance)
+    # the first process alone, with the failpoint; then the second, without it
+    start_with_failpoint(system, "rebuild.replaying=kill", PROJECTOR_CATALOG_REPLICAS="1")
+    system.start()
+    first, second = system.instances(PROJECTOR)
+    assert await system.projecting("catalog") == first
+    try:
+        async with httpx.AsyncClient(timeout=10, headers=system.ops) as http:
+            assert (
+                await http.post(f"http://127.0.0.1:{system.instances(PROJECTOR)[first]}/rebuild")
+            ).status_code == 202
+            died(system, first)  # at the step
+            assert await system.projecting("catalog", timeout=10, among={second}) == second
+            status = await finished(http, f"http://127.0.0.1:{system.instances(PROJECTOR)[second]}/rebuild")
+            assert status["state"] == "done", status
+    finally:
+        system.start()  # the first one again, as the standby
+
+    async with httpx.AsyncClient(base_url=system.gateway, timeout=15) as client:
+        assert await read_models(client, system, products, orders, position) == before
+    found = await generations(system)
+    assert found["catalog"] == found["catalog active"] != generations_before["catalog active"], found

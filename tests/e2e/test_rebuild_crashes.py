@@ -24,9 +24,9 @@ pytestmark = pytest.mark.e2e
 STEPS = ("rebuild.replaying", "rebuild.switching", "rebuild.switched")
 
 
-def start_with_failpoint(system: System, failpoint: str) -> None:
-    """Start what is not running (the one projector) with a failpoint set."""
-    env = {**system.env, "SHOP_FAILPOINTS": failpoint}
+def start_with_failpoint(system: System, failpoint: str, **settings: str) -> None:
+    """Start what is not running (the one projector) with a failpoint set (and `settings`)."""
+    env = {**system.env, "SHOP_FAILPOINTS": failpoint, **settings}
     started = subprocess.run([SERVICES_SH, "start"], env=env, capture_output=True, text=True, timeout=180)
     assert started.returncode == 0, started.stdout + started.stderr
 
