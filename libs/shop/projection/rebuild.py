@@ -245,9 +245,10 @@ class Rebuild:
                 (t0, p0), (t1, p1) = samples[0], samples[-1]
                 status.rate = (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
                 status.eta_seconds = (status.target - status.position) / status.rate if status.rate else None
-                if replay.position > 0:
+                caught_up = await replay.caught_up(self._live.position)
+                if replay.position > 0:  # (after caught_up: a short history may be replayed in one batch)
                     await failpoint("rebuild.replaying")
-                if await replay.caught_up(self._live.position):
+                if caught_up:
                     if not prepared:  # the slow part, while the live projection goes on
                         async with replay.hold():
                             await self._read_model.prepare(store)
