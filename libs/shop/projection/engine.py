@@ -496,6 +496,7 @@ class Projector:
             self._unrefreshed.clear()
             covered = self.position
             try:
+                self._fence()  # a refresh may store the checkpoint the last batch left pending
                 await self._store.refresh()
             except Exception as exc:
                 log.warning("refresh_failed", projector=self.name, error=f"{type(exc).__name__}: {exc}")
