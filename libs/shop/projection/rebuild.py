@@ -54,9 +54,6 @@ async def failpoint(step: str) -> None:
             await asyncio.sleep(3600)
 
 
-NOT_HERE = "not projecting here: starting, or standing by for the process that holds the lease (GET /lease)"
-
-
 class RebuildState(msgspec.Struct, kw_only=True):
     """What a rebuild has done, kept in the read model's store."""
 
@@ -279,6 +276,12 @@ class Rebuild:
             return True
 
 
+def not_here() -> Response[RebuildStatus]:
+    """What the rebuild endpoints answer in a process that does not project (starting, or a standby)."""
+    why = "not projecting here: starting, or standing by for the process that holds the lease (GET /lease)"
+    return Response(RebuildStatus(projector="", state="standby", error=why), status_code=503)
+
+
 def rebuild_handlers(rebuilds: list[Rebuild], guards: list) -> list:
     """POST /rebuild starts one (409 while one runs), GET /rebuild tells how it goes, DELETE /rebuild
     stops it and throws its generation away; `guards` (the ops token) keep POST and DELETE."""
@@ -286,7 +289,7 @@ def rebuild_handlers(rebuilds: list[Rebuild], guards: list) -> list:
     @post("/rebuild", media_type=MediaType.JSON, include_in_schema=False, guards=guards)
     async def start_rebuild() -> Response[RebuildStatus]:
         if not rebuilds:
-            return Response(RebuildStatus(projector="", state="standby", error=NOT_HERE), status_code=503)
+            return not_here()
         if rebuilds[0].running:
             return Response(rebuilds[0].status, status_code=409)
         rebuilds[0].start()
@@ -295,13 +298,13 @@ def rebuild_handlers(rebuilds: list[Rebuild], guards: list) -> list:
     @get("/rebuild", media_type=MediaType.JSON, include_in_schema=False)
     async def rebuild_status() -> Response[RebuildStatus]:
         if not rebuilds:
-            return Response(RebuildStatus(projector="", state="standby", error=NOT_HERE), status_code=503)
+            return not_here()
         return Response(rebuilds[0].status)
 
     @delete("/rebuild", media_type=MediaType.JSON, include_in_schema=False, status_code=200, guards=guards)
     async def cancel_rebuild() -> Response[RebuildStatus]:
         if not rebuilds:
-            return Response(RebuildStatus(projector="", state="standby", error=NOT_HERE), status_code=503)
+            return not_here()
         try:
             cancelled = await rebuilds[0].cancel()
         except Exception:  # a store away: the status says what failed; the request may be repeated

@@ -66,11 +66,6 @@ class TokenVerifier:
         elif due and time.monotonic() - self._fetched > JWKS_LIFESPAN:
             self._fetch()
 
-    async def verify(self, token: str) -> dict:
-        """claims(), with the key set fetched first if the token needs it."""
-        await self.prepare(token)
-        return self.claims(token)
-
     def _fetch(self) -> asyncio.Future:
         """The fetch under way, or a new one; the requests that ask meanwhile share it."""
         if self._fetching is None or self._fetching.done():
@@ -89,8 +84,8 @@ class TokenVerifier:
 
     def claims(self, token: str) -> dict:
         """The token's claims once its signature, `exp` (and `iss`, `aud` when set) hold; else Unauthorized.
-        With a key set, only the keys fetched so far count: it never fetches (verify() and the gateway's
-        middleware do)."""
+        With a key set, only the keys fetched so far count: it never fetches (prepare() does, called by the
+        gateway's middleware)."""
         try:
             key = self._signing_key(token) if self._jwks else self._secret
             return jwt.decode(
