@@ -26,14 +26,14 @@ def ops_urls(projector: str) -> list[str]:
     return [f"http://127.0.0.1:{p}" for p in ports]
 
 
-async def owner_url(projector: str) -> str:
-    """The ops address of the process that projects (holds the projector's lease); the first one's if none
+async def leader_url(projector: str) -> str:
+    """The ops address of the process that projects partition 0 (and runs rebuilds); the first one's if none
     says so."""
     urls = ops_urls(projector)
     async with httpx.AsyncClient(timeout=5) as http:
         for url in urls:
             with contextlib.suppress(httpx.HTTPError, ValueError):
-                if (await http.get(f"{url}/lease")).json().get("projecting"):
+                if (await http.get(f"{url}/lease")).json().get("leader"):
                     return url
     return urls[0]
 

@@ -24,6 +24,9 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     http_body_timeout: float = 30.0  # seconds its body may take after them
     http_max_connections: int = 1000  # open connections beyond which requests get 503
     trusted_proxies: str = ""  # addresses whose X-Forwarded-For is believed ("10.0.0.1,10.0.0.2"); none by default
+    # each projector's partitions (by aggregate id), shared by its processes; the same for every process,
+    # since the query-service and the gateway put positions together from them (shop.projection.engine)
+    projection_partitions: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
 
 
 class ProjectorSettings(CommonSettings, frozen=True, kw_only=True):
@@ -32,8 +35,8 @@ class ProjectorSettings(CommonSettings, frozen=True, kw_only=True):
     # OpenSearch a new segment (tens of ms of CPU here); a list or search that waits for its token does
     # not wait for it, the query-service refreshes for it at once
     refresh_interval: float = 1.0
-    # several processes of one projector: the one holding the lease projects, the others stand by and
-    # take over within about this many seconds of its death (shop.projection.lease)
+    # several processes of one projector share its partitions, each holding the leases of its share; a dead
+    # one's are taken over within about this many seconds (shop.projection.lease)
     lease_ttl: float = 5.0
 
 

@@ -80,15 +80,15 @@ class System:
         return found
 
     async def projecting(self, projector: str, timeout: float = 15, among: set[str] | None = None) -> str:
-        """The process of projector-<projector> (of `among`, if given) that says it projects (holds the
-        lease), once one does."""
+        """The process of projector-<projector> (of `among`, if given) that says it leads (projects partition 0,
+        runs rebuilds; with one partition: the one that projects), once one does."""
         deadline = time.monotonic() + timeout
         candidates = {k: v for k, v in self.instances(f"projector-{projector}").items() if among is None or k in among}
         async with httpx.AsyncClient(timeout=2) as http:
             while True:
                 for instance, port in candidates.items():
                     with contextlib.suppress(httpx.HTTPError):
-                        if (await http.get(f"http://127.0.0.1:{port}/lease")).json()["projecting"]:
+                        if (await http.get(f"http://127.0.0.1:{port}/lease")).json()["leader"]:
                             return instance
                 assert time.monotonic() < deadline, f"none of {sorted(candidates)} projects after {timeout}s"
                 await asyncio.sleep(0.05)
@@ -97,19 +97,22 @@ class System:
         return self.instances(f"projector-{projector}")[await self.projecting(projector)]
 
     async def caught_up(self, position: int, timeout: float = 30) -> None:
-        """Until every projector's checkpoint has passed `position` (from the /metrics of the process that
-        projects)."""
+        """Until every projector's checkpoint has passed `position` (the lowest in the /metrics of its processes
+        that project: each one's is the lowest of its partitions')."""
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=5) as http:
             while True:
                 positions = {}
                 for name in PROJECTORS:
-                    with contextlib.suppress(httpx.HTTPError, AssertionError):
-                        port = await self.owner_port(name)
-                        metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
-                        line = f'shop_projection_position{{projector="{name}"}} '
-                        found = [float(x.split()[-1]) for x in metrics.splitlines() if x.startswith(line)]
-                        positions[name] = int(found[0]) if found else 0
+                    line = f'shop_projection_position{{projector="{name}"}} '
+                    found = []
+                    for port in self.instances(f"projector-{name}").values():
+                        with contextlib.suppress(httpx.HTTPError):
+                            if not (await http.get(f"http://127.0.0.1:{port}/lease")).json()["projecting"]:
+                                continue
+                            metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                            found += [int(float(x.split()[-1])) for x in metrics.splitlines() if x.startswith(line)]
+                    positions[name] = min(found, default=0)
                 if all(positions.get(name, 0) >= position for name in PROJECTORS):
                     return
                 assert time.monotonic() < deadline, f"not at {position} after {timeout}s: {positions}"

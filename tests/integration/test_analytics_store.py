@@ -19,7 +19,7 @@ from shop.contracts.events import (
     ProductCreated,
     ReviewAdded,
 )
-from shop.projection.engine import Checkpoint, Event
+from shop.projection.engine import Checkpoint, Event, Scope, partition
 from shop.projection.lease import LeaseLost
 
 from ..conftest import REDIS_URL
@@ -110,7 +110,7 @@ async def test_merged_batches_leave_the_counters_of_event_by_event_batches(redis
         assert await send(merged, batch, merged=True) == {}
         assert await send(one_by_one, batch, merged=False) == {}
     assert await counters(client, f"{prefix}a:") == await counters(client, f"{prefix}b:")
-    assert (await merged.checkpoint()).position == events[-1].seq
+    assert (await checkpoint(merged)).position == events[-1].seq
 
 
 async def test_a_batch_applied_already_or_with_a_gap_is_decided_event_by_event(redis):
@@ -129,6 +129,10 @@ async def test_a_batch_applied_already_or_with_a_gap_is_decided_event_by_event(r
     assert await counters(client, f"{prefix}c:") == {}
 
 
+async def checkpoint(store: AnalyticsStore) -> Checkpoint:
+    return (await store.checkpoints(1, [0]))[0]
+
+
 @pytest.mark.parametrize("merged", [True, False])
 async def test_a_batch_with_a_fencing_token_below_the_highest_seen_changes_nothing(redis, merged):
     """The lease's token goes into the batch's atomic step: a former owner (a lower token) writes nothing."""
@@ -140,10 +144,42 @@ async def test_a_batch_with_a_fencing_token_below_the_highest_seen_changes_nothi
         found = await store.prepare(batch)
         return found if merged else Changes(found.rejected, found.events, None)
 
-    assert await store.send(await prepared(events[:10]), Checkpoint(position=events[9].seq), token=7) == {}
-    before = (await counters(client, f"{prefix}a:"), await store.checkpoint())
+    def token(n: int) -> Scope:
+        return Scope(1, {0: n})
+
+    assert await store.send(await prepared(events[:10]), Checkpoint(position=events[9].seq), token(7)) == {}
+    before = (await counters(client, f"{prefix}a:"), await checkpoint(store))
     with pytest.raises(LeaseLost):
-        await store.send(await prepared(events[10:20]), Checkpoint(position=events[19].seq), token=6)
-    assert (await counters(client, f"{prefix}a:"), await store.checkpoint()) == before
-    assert await store.send(await prepared(events[10:20]), Checkpoint(position=events[19].seq), token=8) == {}
-    assert (await store.checkpoint()).position == events[19].seq
+        await store.send(await prepared(events[10:20]), Checkpoint(position=events[19].seq), token(6))
+    assert (await counters(client, f"{prefix}a:"), await checkpoint(store)) == before
+    assert await store.send(await prepared(events[10:20]), Checkpoint(position=events[19].seq), token(8)) == {}
+    assert (await checkpoint(store)).position == events[19].seq
+
+
+async def test_each_partition_has_its_checkpoint_and_its_fence(redis):
+    """Partitions 1 and 2 of 4: a batch covering both moves both checkpoints; once another writer has taken
+    partition 2 (a higher token), a batch of the first writer that covers it changes nothing, while one
+    that covers only partition 1 goes on. The partition 0 of one partition keeps the old fields."""
+    client, prefix = redis
+    store = AnalyticsStore(client, f"{prefix}a:", fence=f"{prefix}fence")
+    events = history()
+    first = Scope(4, {1: 7, 2: 3})
+    assert await store.send(await store.prepare(events[:10]), Checkpoint(position=events[9].seq), first) == {}
+    assert {p: c.position for p, c in (await store.checkpoints(4, range(4))).items()} == {
+        0: 0,
+        1: events[9].seq,
+        2: events[9].seq,
+        3: 0,
+    }
+    assert await store.checkpoints(1, [0]) == {0: Checkpoint()}
+    await store.commit(Checkpoint(position=events[9].seq), Scope(4, {2: 9}))  # the new owner of partition 2
+    before = await counters(client, f"{prefix}a:")
+    with pytest.raises(LeaseLost):
+        await store.send(await store.prepare(events[10:20]), Checkpoint(position=events[19].seq), first)
+    assert await counters(client, f"{prefix}a:") == before
+    mine, other = (next(f"order-{i}" for i in range(100) if partition(f"order-{i}", 4) == p) for p in (1, 3))
+    parked = {mine: events[15].seq, other: events[16].seq}
+    await store.commit(Checkpoint(position=events[19].seq, parked=parked), Scope(4, {1: 7}))
+    found = await store.checkpoints(4, [1, 2, 3])
+    assert found[1].position == events[19].seq and found[2].position == events[9].seq
+    assert found[1].parked == {mine: events[15].seq} and found[3].parked == {}  # each keeps its own

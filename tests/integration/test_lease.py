@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from shop.projection.lease import Lease, LeaseLost
+from shop.projection.lease import Lease, LeaseLost, Partitions
 
 TTL = 2.0
 
@@ -68,3 +68,42 @@ async def test_a_bucket_made_with_another_ttl_is_used_with_its_own(nats):
         assert longer.ttl == TTL and longer.interval == TTL / 5
     finally:
         await nc.close()
+
+
+async def test_partitions_are_shared_fairly_and_a_rebuild_takes_them_all(nats):
+    """Members count while they renew; the share is ceil(count / members); the process running a rebuild
+    is due every partition, the others none; a graceful leave frees everything at once."""
+    first, second = await nats.connect("ops"), await nats.connect("ops")
+    a, b = (Partitions(nc.jetstream(), "partitions-test", m, 8, ttl=TTL) for nc, m in ((first, "a:1"), (second, "b:2")))
+    try:
+        for member in (a, b):
+            await member.open()
+        await a.renew()
+        assert await a.share(rebuilding=False) == 8
+        await a.take(8)
+        assert a.owned == frozenset(range(8))
+        await b.renew()
+        assert await a.share(rebuilding=False) == await b.share(rebuilding=False) == 4
+        await b.take(4)
+        assert b.owned == frozenset()  # nothing free until a gives its extra up
+        await a.release(frozenset(range(4, 8)))
+        await b.take(4)
+        assert b.owned == frozenset(range(4, 8)) and a.owned == frozenset(range(4))
+        with pytest.raises(LeaseLost):
+            a.check(frozenset({4}))
+        a.check(a.owned)
+        assert b.token(4) > a.token(0)
+
+        assert await a.share(rebuilding=True) == 8 and await b.share(rebuilding=False) == 0
+        assert await a.share(rebuilding=False) == 4  # the rebuild over: the key is given up
+
+        await b.leave()
+        assert b.owned == frozenset()
+        assert await a.share(rebuilding=False) == 8  # b no longer counts
+        await a.take(8)
+        assert a.owned == frozenset(range(8))
+    finally:
+        for member in (a, b):
+            await member.leave()
+        await first.close()
+        await second.close()

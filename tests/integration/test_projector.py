@@ -81,7 +81,7 @@ async def test_the_checkpoint_is_kept_in_the_store_and_a_new_process_resumes_fro
     await first.stop()
     await nc.jetstream().delete_consumer(EVENTS_STREAM, "catalog")  # nothing left in NATS of where it was
 
-    assert (await (await catalog.active()).checkpoint()).position == last
+    assert (await (await catalog.active()).checkpoints(1, [0]))[0].position == last
     last = await publish(nc, event(p1, 3, ProductRestocked(quantity=1)))
     second = await running(nc, catalog)
     await passed(second, last)
@@ -128,7 +128,7 @@ async def test_a_poison_event_parks_only_its_aggregate_and_a_redrive_unparks_it(
     finally:
         await projector.stop()
     assert (await document(catalog, poisoned))["stock"] == 107
-    assert (await (await catalog.active()).checkpoint()).parked == {}
+    assert (await (await catalog.active()).checkpoints(1, [0]))[0].parked == {}
 
 
 async def test_a_document_the_store_refuses_is_poison_and_parks_its_aggregate(nc, catalog):

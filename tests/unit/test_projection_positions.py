@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from query_service.adapters.positions import ProjectionPositions
-from shop.projection.engine import Position
+from shop.projection.engine import Position, Progress, partition
 from shop.read_models import CATALOG, PROJECTORS
 
 
@@ -39,8 +39,8 @@ def stream() -> Stream:
 
 @pytest.fixture
 async def positions(stream) -> AsyncIterator[ProjectionPositions]:
-    async def nothing_yet(name: str = CATALOG) -> Position:
-        return Position(projector=name, position=0, searchable=0)
+    async def nothing_yet(name: str = CATALOG) -> list[Position]:
+        return [Position(projector=name, position=0, searchable=0)]
 
     positions = ProjectionPositions(stream, {name: nothing_yet for name in PROJECTORS}, {})
     await positions.start()
@@ -71,3 +71,25 @@ async def test_reads_past_the_end_at_the_same_time_share_their_look_at_the_strea
     reads = [positions.wait_for(CATALOG, 1_000 + n, timeout=30) for n in range(200)]
     assert not any(await asyncio.wait_for(asyncio.gather(*reads), 1))
     assert stream.asked <= 2
+
+
+def test_a_partitioned_projection_has_passed_what_every_partition_has_passed():
+    """Two processes announce their partitions of 4: the projection's position is the lowest of them;
+    an announcement never moves a partition back, the store's checkpoint may; parked aggregates are
+    kept by their own partition."""
+    progress = Progress(CATALOG, 4)
+    progress.update(Position(projector=CATALOG, position=120, searchable=110, partitions=(0, 1)), exact=False)
+    assert progress.position == 0  # partitions 2 and 3: nothing said yet
+    parked = next(f"order-{i}" for i in range(100) if partition(f"order-{i}", 4) == 3)
+    other = next(f"order-{i}" for i in range(100) if partition(f"order-{i}", 4) == 0)
+    announced = Position(projector=CATALOG, position=100, parked={parked: 90, other: 95}, partitions=(2, 3))
+    progress.update(announced, exact=False)
+    assert (progress.position, progress.searchable) == (100, 100)
+    assert progress.parked_at(parked) == 90
+    assert progress.parked_at(other) is None  # partition 0's own announcement says nothing of it
+    progress.update(Position(projector=CATALOG, position=80, partitions=(2, 3)), exact=False)  # an old one
+    assert progress.position == 100
+    progress.update(Position(projector=CATALOG, position=130, searchable=130, partitions=(2, 3)), exact=False)
+    assert (progress.position, progress.searchable) == (120, 110)
+    progress.update(Position(projector=CATALOG, position=50, partitions=(3,)), exact=True)  # a rebuilt store
+    assert progress.position == 50 and progress.parked_at(parked) is None

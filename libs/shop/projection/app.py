@@ -1,7 +1,8 @@
 """The whole process of a projector: its read model, the consume loop, rebuilds, dead letters, ops.
 
-Several processes of one projector may run: the one holding the projector's lease (shop.projection.lease)
-projects and runs rebuilds; the others stand by, ready, and take the lease when it runs out."""
+Several processes of one projector may run: they share its partitions (PROJECTION_PARTITIONS), each
+projecting those whose leases it holds (shop.projection.lease); the one holding partition 0's runs
+rebuilds. With one partition, one process projects and the others stand by, ready to take it over."""
 
 import asyncio
 import contextlib
@@ -19,7 +20,7 @@ from shop import messaging
 from shop.ops import Readiness, ops_app, ops_token_guard
 from shop.projection.dlq import redrive_handler
 from shop.projection.engine import Projector
-from shop.projection.lease import Lease
+from shop.projection.lease import Partitions
 from shop.projection.rebuild import ReadModel, Rebuild, rebuild_handlers
 from shop.settings import ProjectorSettings
 
@@ -27,8 +28,9 @@ log = structlog.get_logger()
 
 
 class Owner:
-    """Runs the projection, and any rebuild, while this process holds the lease; stands by otherwise.
-    `projectors` and `rebuilds` (what the ops handlers act on) hold them only while it runs them."""
+    """Projects the partitions whose leases this process holds (its fair share), and runs rebuilds while it
+    holds partition 0's; stands by while it holds none. `projectors` and `rebuilds` (what the ops handlers
+    act on) hold them only while it runs them."""
 
     def __init__(
         self,
@@ -36,78 +38,93 @@ class Owner:
         name: str,
         settings: ProjectorSettings,
         read_model: ReadModel,
-        lease: Lease,
+        partitions: Partitions,
         projectors: list[Projector],
         rebuilds: list[Rebuild],
     ) -> None:
-        self._nc, self._name, self._settings, self._read_model, self.lease = nc, name, settings, read_model, lease
-        self.projectors, self.rebuilds = projectors, rebuilds
+        self._nc, self._name, self._settings, self._read_model = nc, name, settings, read_model
+        self.partitions, self.projectors, self.rebuilds = partitions, projectors, rebuilds
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        if await self.lease.acquire():
-            await self._project()
+        await self._balance()
         self._task = asyncio.create_task(self._keep(), name=f"lease-{self._name}")
 
     async def stop(self) -> None:
-        """Finish the batch in hand (its checkpoint stored), then give the lease up for another process."""
+        """Finish the batch in hand (its checkpoints stored), then give the leases up for the other processes."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._stand_by()
-        await self.lease.release()
+        await self._project(frozenset())
+        await self.partitions.leave()
 
     async def ready(self) -> None:
-        """A standby is ready (to take over); the owner once its projection runs."""
+        """A standby is ready (to take over); a process that projects once its projection runs."""
         for projector in self.projectors:
             await projector.ready()
 
     async def _keep(self) -> None:
         while True:
-            await asyncio.sleep(self.lease.interval)
+            await asyncio.sleep(self.partitions.interval)
             try:
-                if self.lease.held and not await self.lease.renew():
-                    await self._stand_by()
-                if not self.lease.held:
-                    await self.lease.acquire()
-                if self.lease.held and not self.projectors:  # taken now, or its projection failed to start
-                    await self._project()
-                elif self.lease.valid() and self.rebuilds and self.rebuilds[0].status.state == "paused":
-                    await self.rebuilds[0].resume()  # paused by a lease that was invalid for a moment
+                await self._balance()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS or the store away: a lease not renewed in time runs out by itself
                 log.warning("lease_or_start_failed", projector=self._name, error=f"{type(exc).__name__}: {exc}")
-            if self.projectors and not self.lease.valid():
-                await self._stand_by()
 
-    async def _project(self) -> None:
-        fence, token = self.lease.check, lambda: self.lease.token
-        projector = Projector(
-            self._nc,
-            self._name,
-            await self._read_model.active(),
-            refresh_interval=self._settings.refresh_interval,
-            fence=fence,
-            token=token,
-        )
-        await projector.start()
-        rebuild = Rebuild(self._nc, self._name, self._read_model, projector, fence=fence, token=token)
-        self.projectors.append(projector)
-        self.rebuilds.append(rebuild)
-        await rebuild.resume()
-        log.info("projecting", projector=self._name, position=projector.position, token=self.lease.token)
+    async def _balance(self) -> None:
+        """Renew the leases, then hold the fair share: partitions above it are given up only once the
+        projection no longer writes them."""
+        partitions = self.partitions
+        await partitions.renew()
+        share = await partitions.share(rebuilding=bool(self.rebuilds and self.rebuilds[0].running))
+        owned = partitions.owned
+        if len(owned) > share:
+            keep = frozenset(sorted(owned)[:share])  # partition 0 (rebuilds) stays where it is
+            await self._project(keep)
+            await partitions.release(owned - keep)
+        elif len(owned) < share:
+            await partitions.take(share - len(owned))
+        await self._project(partitions.owned)
+        rebuild = self.rebuilds[0] if self.rebuilds else None
+        if rebuild and rebuild.status.state == "paused" and partitions.leases[0].valid():
+            await rebuild.resume()  # paused by a lease that was invalid for a moment
 
-    async def _stand_by(self) -> None:
-        projectors, rebuilds = list(self.projectors), list(self.rebuilds)
-        self.projectors.clear()
-        self.rebuilds.clear()
-        for rebuild in rebuilds:
+    async def _project(self, owned: frozenset[int]) -> None:
+        """Project `owned`: start, reassign or stop the projection, and the rebuilds with partition 0."""
+        projector = self.projectors[0] if self.projectors else None
+        if 0 not in owned and self.rebuilds:
+            rebuild = self.rebuilds.pop()
             await rebuild.stop()
-        for projector in projectors:
-            await projector.stop(self._settings.shutdown_timeout)
-            log.info("standing_by", projector=self._name, position=projector.position)
+        if not owned:
+            if projector is not None:
+                self.projectors.clear()
+                await projector.stop(self._settings.shutdown_timeout)
+                log.info("standing_by", projector=self._name, position=projector.position)
+            return
+        if projector is None:
+            projector = Projector(
+                self._nc,
+                self._name,
+                await self._read_model.active(),
+                refresh_interval=self._settings.refresh_interval,
+                partitions=self.partitions.count,
+                owned=owned,
+                fence=self.partitions.check,
+                token=self.partitions.token,
+            )
+            await projector.start()
+            self.projectors.append(projector)
+            log.info("projecting", projector=self._name, partitions=sorted(owned), position=projector.position)
+        elif projector.owned != owned:
+            await projector.reassign(owned)
+        if 0 in owned and not self.rebuilds:
+            leader = self.partitions.leases[0]
+            rebuild = Rebuild(self._nc, self._name, self._read_model, projector, fence=lambda: leader.check())
+            self.rebuilds.append(rebuild)
+            await rebuild.resume()
 
 
 def projector_app(
@@ -125,13 +142,21 @@ def projector_app(
             nc = await messaging.connect(settings.nats_url, f"projector-{name}", settings.nats_password)
             await messaging.ensure_streams(nc, settings.nats_stream_replicas)
             member = f"{socket.gethostname()}:{settings.http_port}:{os.getpid()}"
-            lease = Lease(nc.jetstream(), name, member, settings.lease_ttl, settings.nats_stream_replicas)
-            await lease.open()
-            owner = Owner(nc, name, settings, read_model, lease, projectors, rebuilds)
+            partitions = Partitions(
+                nc.jetstream(),
+                name,
+                member,
+                settings.projection_partitions,
+                settings.lease_ttl,
+                settings.nats_stream_replicas,
+            )
+            await partitions.open()
+            owner = Owner(nc, name, settings, read_model, partitions, projectors, rebuilds)
             await owner.start()
             owners.append(owner)
             readiness.checks.update(read_model.checks, nats=lambda: nc.flush(timeout=1), projection=owner.ready)
-            log.info("started", projector=name, member=member, owner=lease.held, port=settings.http_port)
+            owned = sorted(partitions.owned)
+            log.info("started", projector=name, member=member, partitions=owned, port=settings.http_port)
             try:
                 yield
             finally:
@@ -143,13 +168,23 @@ def projector_app(
 
     @get("/lease", media_type=MediaType.JSON, include_in_schema=False)
     async def lease_status() -> dict[str, object]:
-        """Whether this process projects (holds the lease) or stands by, and who holds it."""
+        """Which partitions this process projects (holds the leases of), whether it leads (partition 0:
+        rebuilds), and who leads."""
         if not owners:
-            return {"member": None, "owner": None, "projecting": False}
-        lease, owner = owners[0].lease, None
-        with contextlib.suppress(Exception):  # NATS away: this process still knows whether it projects
-            owner = await lease.owner()
-        return {"member": lease.member, "owner": owner, "projecting": bool(projectors), "token": lease.token}
+            return {"member": None, "owner": None, "projecting": False, "leader": False, "partitions": []}
+        partitions, owner = owners[0].partitions, None
+        leader = partitions.leases[0]
+        with contextlib.suppress(Exception):  # NATS away: this process still knows what it projects
+            owner = await leader.owner()
+        return {
+            "member": partitions.member,
+            "owner": owner,  # of partition 0
+            "projecting": bool(projectors),
+            "leader": leader.held,
+            "partitions": sorted(partitions.owned),
+            "count": partitions.count,
+            "token": leader.token,
+        }
 
     guards = [ops_token_guard(settings.ops_token)]
     handlers = [*rebuild_handlers(rebuilds, guards), *redrive_handler(name, projectors, guards), lease_status]

@@ -8,6 +8,7 @@ Dropping deletes letters for good; their aggregate stays parked."""
 
 import argparse
 import asyncio
+import contextlib
 import sys
 
 import httpx
@@ -19,7 +20,7 @@ from nats.js.errors import NotFoundError
 from shop import messaging
 from shop.contracts.events import envelope_decoder
 from shop.messaging import DLQ_STREAM
-from shop.read_models import ops_headers, ops_nats_url, ops_secret, owner_url
+from shop.read_models import ops_headers, ops_nats_url, ops_secret, ops_urls
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,7 +84,7 @@ def redrive_handler(name: str, projectors: list, guards: list) -> list:
             return Response(RedriveResult(redriven=[], failed={}), status_code=503)
         live = projectors[0]
         js = live.jetstream
-        letters = await dead_letters(js, name)
+        letters = [d for d in await dead_letters(js, name) if live.owns(d.aggregate)]  # the others: their owners'
         if data.seqs is not None:
             chosen = [d for d in letters if d.seq in set(data.seqs)]
             aggregates = {d.aggregate for d in chosen} - {None}
@@ -127,21 +128,31 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def redrive(letters: list[DeadLetter], args: argparse.Namespace) -> int:
-    """Ask each projector concerned to re-drive its letters (with their aggregates' other letters)."""
+    """Ask each projector concerned to re-drive its letters (with their aggregates' other letters): every
+    process of it that projects re-drives those of its partitions."""
     failed = 0
     for projector in sorted({d.projector for d in letters}):
         seqs = [d.seq for d in letters if d.projector == projector] if args.seq else None
-        async with httpx.AsyncClient(base_url=await owner_url(projector), timeout=120, headers=ops_headers()) as http:
-            answer = await http.post("/dlq/redrive", json={"seqs": seqs})
-        if answer.status_code != 200:
-            print(f"{projector} refused: {answer.status_code} {answer.text}", file=sys.stderr)
+        results = []
+        async with httpx.AsyncClient(timeout=120, headers=ops_headers()) as http:
+            for url in ops_urls(projector):
+                with contextlib.suppress(httpx.TransportError):  # a process that is not running
+                    answer = await http.post(f"{url}/dlq/redrive", json={"seqs": seqs})
+                    if answer.status_code == 200:
+                        results.append(msgspec.json.decode(answer.content, type=RedriveResult))
+                    elif answer.status_code != 503:  # 503: it stands by
+                        print(f"{projector} at {url} refused: {answer.status_code} {answer.text}", file=sys.stderr)
+                        failed += 1
+        if not results:
+            print(f"{projector}: no process of it projects", file=sys.stderr)
             failed += 1
             continue
-        result = msgspec.json.decode(answer.content, type=RedriveResult)
-        print(f"{projector}: {len(result.redriven)} re-driven and removed, {len(result.failed)} rejected again")
-        for seq, why in result.failed.items():
+        redriven = sum(len(r.redriven) for r in results)
+        rejected = {seq: why for r in results for seq, why in r.failed.items()}
+        print(f"{projector}: {redriven} re-driven and removed, {len(rejected)} rejected again")
+        for seq, why in rejected.items():
             print(f"  {seq}: {why}")
-        failed += len(result.failed)
+        failed += len(rejected)
     return 1 if failed else 0
 
 

@@ -3,12 +3,12 @@
 A generation is an index `<alias>-v<n>`; the alias points at the active one. Documents carry their
 aggregate's version as OpenSearch's external version, so a replay or an overlap changes nothing.
 A batch costs one realtime `_mget` (for documents not in the writer's cache) and one `_bulk`;
-each generation's checkpoint is a document in the `<prefix>projections` index, written after its
-batch with the position as external version, so it never moves back."""
+each generation's checkpoint (one per partition) is a document in the `<prefix>projections` index,
+written after its batch with the position as external version, so it never moves back."""
 
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple
 
@@ -20,7 +20,7 @@ from opensearchpy.serializer import JSONSerializer
 
 from shop.contracts.events import DomainEvent, Envelope
 from shop.projection.app import projector_app
-from shop.projection.engine import Checkpoint, Event
+from shop.projection.engine import WHOLE, Checkpoint, Event, Scope, partition_suffix
 from shop.projection.rebuild import RebuildState
 from shop.read_models import projection_state_index
 from shop.settings import ProjectorSettings
@@ -34,7 +34,7 @@ REPLAY_SETTINGS = {"index": {"refresh_interval": "-1", "number_of_replicas": 0, 
 REPLAY_FLUSH_SECONDS = 5.0
 STATE_INDEX = {  # one replica where the cluster has a node for it: a single node stays green
     "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
-    "mappings": {"dynamic": False, "properties": {"position": {"type": "long"}}},
+    "mappings": {"dynamic": False, "properties": {"position": {"type": "long"}, "generation": {"type": "keyword"}}},
 }
 
 
@@ -88,41 +88,56 @@ class DocumentStore:
         # index): an id not in it needs no _mget, which on an unrefreshed replay index would force a refresh
         self._known: set[str] | None = None
         # the checkpoint of a batch whose documents are written, to go with the next _bulk or refresh
-        self._pending: Checkpoint | None = None
+        self._pending: tuple[Checkpoint, Scope] | None = None
         self._flushed_at = time.monotonic()
 
-    async def checkpoint(self) -> Checkpoint:
+    async def checkpoints(self, count: int, partitions: Iterable[int]) -> dict[int, Checkpoint]:
         await self._write_pending()
         self._cache.clear()  # whoever wrote meanwhile, the store is the truth
         await self._client.indices.refresh(index=self.name)  # a replayed generation is not refreshed by itself
         self._known = set() if (await self._client.count(index=self.name))["count"] == 0 else None
-        try:
-            found = await self._client.get(index=self._state_index, id=self.name)
-        except NotFoundError:
-            return Checkpoint()
-        return msgspec.convert(found["_source"], Checkpoint)
+        ids = {self.name + partition_suffix(p, count): p for p in partitions}
+        found = await self._client.mget(index=self._state_index, body={"ids": list(ids)}, realtime=True)
+        stored = {
+            ids[doc["_id"]]: msgspec.convert(doc["_source"], Checkpoint) for doc in found["docs"] if doc.get("found")
+        }
+        return {p: stored.get(p, Checkpoint()) for p in ids.values()}
 
-    async def commit(self, checkpoint: Checkpoint, token: int = 0) -> None:
-        """`token` (the writer's lease) is not checked here: a _bulk is no atomic step, so the engine checks
-        the lease right before each write, and documents carry external versions (an older state never
-        replaces a newer one)."""
+    async def commit(self, checkpoint: Checkpoint, scope: Scope = WHOLE) -> None:
+        """The fencing tokens are not checked here: a _bulk is no atomic step, so the engine checks the leases
+        right before each write, and documents carry external versions (an older state never replaces a
+        newer one)."""
         self._pending = None
         if self.replaying:  # what the checkpoint covers must be durable first
             await self._client.indices.flush(index=self.name)
             self._flushed_at = time.monotonic()
-        action, body = self._checkpoint_lines(checkpoint)
-        await self._client.index(index=self._state_index, id=self.name, body=body, ignore=409, **action)
+        answer = await self._client.bulk(body=self._checkpoint_lines(checkpoint, scope), filter_path="items.*.status")
+        failed = [item["index"]["status"] for item in answer["items"] if item["index"]["status"] not in (200, 201, 409)]
+        if failed:  # 409: a later one is there
+            raise TransientBulkFailure(f"checkpoint not stored: {failed[0]}")
 
-    def _checkpoint_lines(self, checkpoint: Checkpoint) -> tuple[dict, dict]:
-        # the position as external version: the same one may come again (the parked set changed), a lower
-        # one is refused
-        return {"version": checkpoint.position, "version_type": "external_gte"}, msgspec.to_builtins(checkpoint)
+    def _checkpoint_lines(self, checkpoint: Checkpoint, scope: Scope) -> bytes:
+        """_bulk lines of each partition's checkpoint document. The position is its external version: the
+        same one may come again (the parked set changed), a lower one is refused (409)."""
+        lines = []
+        for p, part in scope.split(checkpoint).items():
+            action = {
+                "_index": self._state_index,
+                "_id": self.name + partition_suffix(p, scope.count),
+                "version": part.position,
+                "version_type": "external_gte",
+            }
+            lines += [
+                msgspec.json.encode({"index": action}),
+                msgspec.json.encode(msgspec.to_builtins(part) | {"generation": self.name}),
+            ]
+        return b"\n".join(lines) + b"\n"
 
     async def _write_pending(self) -> None:
         pending, self._pending = self._pending, None
         if pending is not None:
             try:
-                await self.commit(pending)
+                await self.commit(*pending)
             except BaseException:
                 self._pending = self._pending or pending
                 raise
@@ -134,7 +149,7 @@ class DocumentStore:
             self._forget_all()
             raise
 
-    async def send(self, prepared: Bulk, checkpoint: Checkpoint | None, token: int = 0) -> dict[int, str]:
+    async def send(self, prepared: Bulk, checkpoint: Checkpoint | None, scope: Scope = WHOLE) -> dict[int, str]:
         rejected = dict(prepared.rejected)
         if prepared.covers:
             try:
@@ -143,7 +158,7 @@ class DocumentStore:
                 self._forget_all()  # what reached the index is unknown now
                 raise
         if checkpoint is not None and not rejected:
-            self._pending = checkpoint  # written with the next _bulk, or by the next refresh
+            self._pending = (checkpoint, scope)  # written with the next _bulk, or by the next refresh
             if self.replaying and time.monotonic() - self._flushed_at > REPLAY_FLUSH_SECONDS:
                 await self._write_pending()
         return rejected
@@ -202,16 +217,16 @@ class DocumentStore:
         body = prepared.body
         included = None if self.replaying else self._pending  # the last batch's checkpoint: its documents are written
         if included is not None:
-            action, checkpoint = self._checkpoint_lines(included)
-            line = {"index": {"_index": self._state_index, "_id": self.name, **action}}
-            body = msgspec.json.encode(line) + b"\n" + msgspec.json.encode(checkpoint) + b"\n" + body
+            body = self._checkpoint_lines(*included) + body
         answer = await self._client.bulk(body=body, filter_path="items.*.status,items.*.error")
         items = answer["items"]
         if included is not None:
-            written = items[0]["index"].get("status", 500) in (200, 201, 409)  # 409: a later one is there
+            parts = len(included[1].tokens)
+            # 409: a later one is there
+            written = all(item["index"].get("status", 500) in (200, 201, 409) for item in items[:parts])
             if written and self._pending is included:
                 self._pending = None
-            items = items[1:]
+            items = items[parts:]
         rejected, transient = {}, []
         for aggregate, item in zip(prepared.covers, items, strict=True):
             result = item["index"]
@@ -279,6 +294,8 @@ class DocumentReadModel:
         """The generation the alias points at; the first one is made here."""
         if not await self._client.indices.exists(index=self._state_index):
             await self._client.indices.create(index=self._state_index, body=STATE_INDEX, ignore=400)
+        else:  # one made before the generation field
+            await self._client.indices.put_mapping(index=self._state_index, body=STATE_INDEX["mappings"])
         if not await self._client.indices.exists_alias(name=self._alias):
             index = f"{self._alias}-v1"
             await self._client.indices.create(index=index, body=self._mapping, ignore=400)  # 400: it exists
@@ -331,7 +348,10 @@ class DocumentReadModel:
         if name == await self.active_name():
             raise RuntimeError(f"{name} is the active generation of {self._alias}: not deleted")
         await self._client.indices.delete(index=name, ignore_unavailable=True)
-        await self._client.delete(index=self._state_index, id=name, ignore=404)
+        await self._client.delete_by_query(
+            index=self._state_index, body={"query": {"term": {"generation": name}}}, refresh=True, conflicts="proceed"
+        )
+        await self._client.delete(index=self._state_index, id=name, ignore=404)  # one written before partitions
 
     async def rebuild_state(self) -> RebuildState | None:
         try:

@@ -11,12 +11,17 @@
   later events follow it into the DLQ at once while every other aggregate flows on.
 - **Truthful positions.** The checkpoint (and the announced position) moves to N only once every
   event up to N is applied or dead-lettered, and dead letters are published before it moves.
+- **Partitions.** With `P` partitions (PROJECTION_PARTITIONS), an aggregate's events belong to partition
+  `crc32(id) % P`, and each partition has its checkpoint in the store. A process reads the whole stream
+  and applies the events of the partitions it owns (shop.projection.lease); every batch moves each owned
+  partition's checkpoint to the batch's end, so a partition's position is as truthful as the whole one.
 """
 
 import asyncio
 import contextlib
+import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 import msgspec
@@ -48,6 +53,35 @@ class Checkpoint(msgspec.Struct, kw_only=True):
     parked: dict[str, int] = {}  # aggregate (stream id) -> stream sequence of its first dead letter
 
 
+def partition(aggregate: str, count: int) -> int:
+    """The partition, of `count`, that an aggregate's events belong to."""
+    return zlib.crc32(aggregate.encode()) % count if count > 1 else 0
+
+
+def partition_suffix(p: int, count: int) -> str:
+    """What names partition `p` of `count` in a store's checkpoint keys (nothing for the only one)."""
+    return "" if count == 1 else f"#{p}/{count}"
+
+
+class Scope(NamedTuple):
+    """The partitions of `count` a write covers, with the fencing token of each (0: none)."""
+
+    count: int
+    tokens: dict[int, int]
+
+    def split(self, checkpoint: Checkpoint) -> dict[int, Checkpoint]:
+        """Each covered partition's checkpoint: the position, and the parked aggregates that are its."""
+        if self.count == 1:
+            return {0: checkpoint}
+        parked: dict[int, dict[str, int]] = {p: {} for p in self.tokens}
+        for aggregate, seq in checkpoint.parked.items():
+            parked.setdefault(partition(aggregate, self.count), {})[aggregate] = seq
+        return {p: Checkpoint(position=checkpoint.position, parked=parked[p]) for p in self.tokens}
+
+
+WHOLE = Scope(1, {0: 0})  # one partition, no fencing
+
+
 class Event(NamedTuple):
     seq: int  # stream sequence
     envelope: Envelope
@@ -65,7 +99,9 @@ class Store(Protocol):
     refreshes: bool  # writes become searchable only after refresh()
     events: str  # the subjects of the events it reads (`evt.order.>`): the others pass undecoded
 
-    async def checkpoint(self) -> Checkpoint: ...
+    async def checkpoints(self, count: int, partitions: Iterable[int]) -> dict[int, Checkpoint]:
+        """The stored checkpoint of each of `partitions` (of `count`)."""
+        ...
 
     async def prepare(self, events: Sequence[Event]) -> "Prepared":
         """Work out what the events change (the next batch is prepared while this one is sent: what this
@@ -73,18 +109,20 @@ class Store(Protocol):
         the projection rejects are rejected too. Raises on anything transient."""
         ...
 
-    async def send(self, prepared: "Prepared", checkpoint: Checkpoint | None, token: int = 0) -> dict[int, str]:
+    async def send(self, prepared: "Prepared", checkpoint: Checkpoint | None, scope: Scope = WHOLE) -> dict[int, str]:
         """Apply a prepared batch in order, idempotently (what is applied already changes nothing), and,
-        if none is rejected, store `checkpoint` with it (in the same step, or later: never before it).
-        `token` is the writer's lease (0: none); a store that can check it refuses, with LeaseLost, a token
-        below the highest it has seen, in the same atomic step as the batch.
+        if none is rejected, store `checkpoint` with it as each partition's of `scope` (in the same step, or
+        later: never before it). `scope` carries the writer's fencing token of each partition (its lease; 0:
+        none); a store that can check them refuses, with LeaseLost, a token below the highest it has seen for
+        the partition, in the same atomic step as the batch.
 
         Returns the events rejected, by the projection or by the store, as {stream sequence: why}.
         Raises on anything transient."""
         ...
 
-    async def commit(self, checkpoint: Checkpoint, token: int = 0) -> None:
-        """Store the checkpoint now; a position lower than the stored one changes nothing."""
+    async def commit(self, checkpoint: Checkpoint, scope: Scope = WHOLE) -> None:
+        """Store the checkpoint now, as each partition's of `scope`; a position lower than a partition's
+        stored one changes nothing of it."""
         ...
 
     async def refresh(self) -> None:
@@ -99,6 +137,7 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     position: int  # applied or parked up to here: a read by id sees it
     searchable: int | None = None  # covered by a refresh: a list or search sees it (None: = position)
     parked: dict[str, int] = {}  # aggregate -> stream sequence of its first dead letter
+    partitions: tuple[int, ...] = ()  # the partitions this is about: () all of them
 
 
 position_decoder = msgspec.json.Decoder(Position)
@@ -106,6 +145,49 @@ position_decoder = msgspec.json.Decoder(Position)
 
 def position_subject(projector: str) -> str:
     return f"proj.{projector}.position"
+
+
+class Progress:
+    """A projector's position over its `count` partitions, put together from what the processes owning them
+    announce (each names its partitions) and what the store says: it has passed what every partition has."""
+
+    def __init__(self, projector: str, count: int) -> None:
+        self.count = count
+        self._parts = [Position(projector=projector, position=0, searchable=0)] * count  # searchable: never None
+
+    @property
+    def position(self) -> int:
+        return min(p.position for p in self._parts)
+
+    @property
+    def searchable(self) -> int:
+        return min(p.searchable for p in self._parts)
+
+    def parked_at(self, aggregate: str) -> int | None:
+        return self._parts[partition(aggregate, self.count)].parked.get(aggregate)
+
+    def partitions(self) -> list[Position]:
+        """Each partition's, naming it."""
+        return [msgspec.structs.replace(p, partitions=(i,)) for i, p in enumerate(self._parts)]
+
+    def update(self, new: Position, exact: bool) -> None:
+        """An announcement only moves a partition forward; what the store says is the truth (a rebuilt or
+        reset store may be behind)."""
+        for p in new.partitions or range(self.count):
+            if p >= self.count:
+                continue
+            old = self._parts[p]
+            if not exact and new.position < old.position:
+                continue
+            searchable = new.position if new.searchable is None else new.searchable
+            if not exact:
+                searchable = max(searchable, old.searchable or 0)
+            parked = new.parked
+            if self.count > 1 and parked:
+                parked = {a: seq for a, seq in parked.items() if partition(a, self.count) == p}
+            self._parts[p] = Position(
+                projector=new.projector, position=new.position, searchable=searchable, parked=parked
+            )
 
 
 class Letter(NamedTuple):
@@ -142,8 +224,9 @@ class Backoff:
 
 
 class Projector:
-    """Feeds one store from EVENTS. `name` is the durable consumer's; a rebuild's replay runs a second
-    Projector (`announce=False`) into the new generation, dead-lettering under the live name."""
+    """Feeds one store from EVENTS: the events of the partitions it owns (of `partitions`). `name` is the
+    durable consumer's; a rebuild's replay runs a second Projector (`announce=False`) into the new
+    generation, dead-lettering under the live name."""
 
     def __init__(
         self,
@@ -158,8 +241,11 @@ class Projector:
         filtered: bool = False,  # the consumer brings only the store's events: see caught_up()
         batch: int = 500,
         refresh_interval: float = 1.0,  # ProjectorSettings.refresh_interval
-        fence: Callable[[], None] = lambda: None,  # raises LeaseLost once this process may no longer write
-        token: Callable[[], int] = lambda: 0,  # the lease's fencing token, for the stores that check it
+        partitions: int = 1,  # the projector's (PROJECTION_PARTITIONS)
+        owned: frozenset[int] | None = None,  # those this one projects: all unless given
+        # raises LeaseLost once this process may no longer write the given partitions
+        fence: Callable[[frozenset[int]], None] = lambda partitions: None,
+        token: Callable[[int], int] = lambda partition: 0,  # a partition's fencing token, for the stores that check it
         retry_first: float = 0.1,
         retry_cap: float = 5.0,
     ) -> None:
@@ -168,6 +254,9 @@ class Projector:
         self._projector = dead_letters or name
         self._announce, self._skip_letters, self._refresh = announce, skip_letters, refresh
         self._filtered, self._fence, self._token = filtered, fence, token
+        self.partitions = partitions
+        self.owned = frozenset(range(partitions)) if owned is None else owned
+        self._floors: dict[int, int] = {}  # each owned partition's stored position when the consumer started
         self._left = 0  # what the consumer had left for it after the last batch
         self._batch, self._refresh_interval = batch, refresh_interval
         self._backoff = Backoff(retry_first, retry_cap)
@@ -185,6 +274,15 @@ class Projector:
     @property
     def position(self) -> int:
         return self.checkpoint.position
+
+    def owns(self, aggregate: str | None) -> bool:
+        """Whether the aggregate's events are this one's to project (one that is not known: partition 0's)."""
+        return partition(aggregate or "", self.partitions) in self.owned
+
+    @property
+    def complete(self) -> bool:
+        """Whether it projects every partition."""
+        return len(self.owned) == self.partitions
 
     @property
     def _refreshing(self) -> bool:
@@ -236,9 +334,23 @@ class Projector:
         await self._subscribe()
         await self._announce_position()
 
+    async def reassign(self, owned: frozenset[int]) -> None:
+        """Project these partitions from now on: what it has done so far is stored first, under the leases it
+        had, and the consumer starts again from the lowest checkpoint of the new ones."""
+        async with self._lock:
+            await self._settle()
+            if self.checkpoint.position and not self.failure:
+                await self._commit(self.checkpoint)
+            self.owned = owned
+            await self._unsubscribe()  # the loop subscribes again
+        log.info("partitions_reassigned", projector=self.name, partitions=sorted(owned))
+
     async def _subscribe(self) -> None:
         self._may_write()  # a former owner must not take the consumer back
-        self.checkpoint = await self._store.checkpoint()
+        stored = await self._store.checkpoints(self.partitions, self.owned)
+        self._floors = {p: c.position for p, c in stored.items()}
+        parked = {a: seq for c in stored.values() for a, seq in c.parked.items()}
+        self.checkpoint = Checkpoint(position=min(self._floors.values(), default=0), parked=parked)
         self.searchable = self.checkpoint.position
         stream = (await self._js.stream_info(EVENTS_STREAM)).state
         if stream.first_seq > self.position + 1 and stream.messages:
@@ -326,6 +438,7 @@ class Projector:
             events, letters = [], []
             parked = dict(self._sending.parked if self._sending else self.checkpoint.parked)
             mine = self._store.events.removesuffix(">")
+            count, owned, floors = self.partitions, self.owned, self._floors
             for msg in msgs:
                 if msg.consumer_seq != self._next_consumer_seq:
                     raise RuntimeError(
@@ -338,9 +451,14 @@ class Projector:
                 try:
                     envelope = envelope_decoder.decode(msg.data)
                     event = decode_data(envelope)
-                except (msgspec.MsgspecError, ValueError) as exc:  # never decodable: poison
-                    letters.append(Letter(seq, msg.data, f"undecodable event: {type(exc).__name__}: {exc}"))
+                except (msgspec.MsgspecError, ValueError) as exc:  # never decodable: poison (of partition 0's)
+                    if 0 in owned and seq > floors.get(0, 0):
+                        letters.append(Letter(seq, msg.data, f"undecodable event: {type(exc).__name__}: {exc}"))
                     continue
+                if count > 1:
+                    part = partition(envelope.stream_id, count)
+                    if part not in owned or seq <= floors[part]:  # another's, or done before it came here
+                        continue
                 if envelope.stream_id in parked:
                     letters.append(Letter(seq, msg.data, f"parked behind #{parked[envelope.stream_id]}"))
                     continue
@@ -442,7 +560,7 @@ class Projector:
             applied = {e.envelope.stream_id for e in events} - {
                 e.envelope.stream_id for e in events if e.seq in rejected
             }
-            parked = {aggregate: seq for aggregate, seq in self.checkpoint.parked.items() if aggregate not in applied}
+            parked = {a: seq for a, seq in self.checkpoint.parked.items() if a not in applied}
             checkpoint = Checkpoint(position=self.position, parked=parked)
             await self._commit(checkpoint)
             self.checkpoint = checkpoint
@@ -456,7 +574,7 @@ class Projector:
         """Right before each write (nothing of ours is awaited between this and the store's call): LeaseLost
         if this process may no longer write."""
         try:
-            self._fence()
+            self._fence(self.owned)
         except LeaseLost:
             PROJECTION_FENCED.labels(projector=self._projector).inc()
             raise
@@ -464,11 +582,14 @@ class Projector:
 
     async def _send(self, prepared: "Prepared", checkpoint: Checkpoint | None) -> dict[int, str]:
         self._may_write()
-        return await self._store.send(prepared, checkpoint, self._token())
+        return await self._store.send(prepared, checkpoint, self._scope())
 
     async def _commit(self, checkpoint: Checkpoint) -> None:
         self._may_write()
-        await self._store.commit(checkpoint, self._token())
+        await self._store.commit(checkpoint, self._scope())
+
+    def _scope(self) -> Scope:
+        return Scope(self.partitions, {p: self._token(p) for p in sorted(self.owned)})
 
     async def _dead_letter(self, letters: list[Letter]) -> None:
         """Publish to the DLQ and wait for the acks: before the checkpoint passes them."""
@@ -496,7 +617,7 @@ class Projector:
             self._unrefreshed.clear()
             covered = self.position
             try:
-                self._fence()  # a refresh may store the checkpoint the last batch left pending
+                self._fence(self.owned)  # a refresh may store the checkpoint the last batch left pending
                 await self._store.refresh()
             except Exception as exc:
                 log.warning("refresh_failed", projector=self.name, error=f"{type(exc).__name__}: {exc}")
@@ -514,6 +635,7 @@ class Projector:
             position=self.position,
             searchable=self.searchable,
             parked=self.checkpoint.parked,
+            partitions=() if self.complete else tuple(sorted(self.owned)),
         )
         with contextlib.suppress(Exception):  # NATS away: the next one will tell
             await self._nc.publish(position_subject(self.name), msgspec.json.encode(position))

@@ -1,7 +1,8 @@
-"""Who runs a projector's projection when several processes of it run: the one holding its lease, a key
-of a JetStream KV bucket with a TTL (`leases-<projector>`, key `owner`). The owner renews it every
-`ttl / 5` seconds; a process that dies stops renewing, the key expires, and another process takes it
-within `ttl` plus one attempt's interval.
+"""Who projects which partition of a projector when several processes of it run: the one holding the
+partition's lease, a key of a JetStream KV bucket with a TTL (`leases-<projector>`, key `p<i>`). The owner
+renews it every `ttl / 5` seconds; a process that dies stops renewing, the key expires, and another
+process takes it within `ttl` plus one attempt's interval. The processes share the partitions fairly
+(Partitions below).
 
 Fencing: the revision of the write that took the lease is the owner's token. The owner counts its lease
 valid only for `ttl - margin` after it last *sent* a renewal that succeeded (the key cannot expire before
@@ -10,6 +11,8 @@ stopped past its lease (SIGSTOP, a long pause) finds it invalid when it runs aga
 The Redis read model also keeps the highest token it has seen and refuses, in the batch's own atomic
 step, a batch with a lower one."""
 
+import math
+import re
 import time
 
 import structlog
@@ -20,7 +23,8 @@ from nats.js.kv import KeyValue
 
 log = structlog.get_logger()
 
-OWNER = "owner"
+MEMBERS = "members."  # + a process's id: registered while it runs
+REBUILD = "rebuild"  # held by the process running a rebuild: it projects every partition meanwhile
 
 
 class LeaseLost(Exception):
@@ -28,8 +32,17 @@ class LeaseLost(Exception):
 
 
 class Lease:
-    def __init__(self, js: JetStreamContext, projector: str, member: str, ttl: float = 5.0, replicas: int = 1) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        projector: str,
+        member: str,
+        ttl: float = 5.0,
+        replicas: int = 1,
+        key: str = "p0",
+    ) -> None:
         self._js, self.bucket, self.member, self._replicas = js, f"leases-{projector}", member, replicas
+        self.key = key
         self._timing(ttl)
         self._kv: KeyValue | None = None
         self.token = 0  # the revision that took it; 0 while not held
@@ -47,6 +60,12 @@ class Lease:
                 raise RuntimeError(f"KV bucket {self.bucket} has no TTL: a dead owner would keep it") from None
             self._timing(ttl)
 
+    def sibling(self, key: str) -> "Lease":
+        """Another key of the same (opened) bucket, for the same member."""
+        other = Lease(self._js, self.bucket.removeprefix("leases-"), self.member, self.ttl, self._replicas, key)
+        other._kv = self._kv
+        return other
+
     def _timing(self, ttl: float) -> None:
         self.ttl, self.margin = ttl, min(1.0, ttl / 5)
         self.interval = ttl / 5  # between renewals, and between attempts to take it
@@ -62,11 +81,11 @@ class Lease:
     def check(self) -> None:
         """Raises LeaseLost unless valid(): called right before each write."""
         if not self.valid():
-            raise LeaseLost(f"{self.member} no longer holds {self.bucket}")
+            raise LeaseLost(f"{self.member} no longer holds {self.key} of {self.bucket}")
 
     async def owner(self) -> str | None:
         try:
-            entry = await self._kv.get(OWNER)
+            entry = await self._kv.get(self.key)
         except KeyNotFoundError:  # also a deleted key
             return None
         return entry.value.decode() if entry.value else None
@@ -75,19 +94,19 @@ class Lease:
         """Take the lease if no one holds it."""
         sent = time.monotonic()
         try:
-            revision = await self._kv.create(OWNER, self.member.encode())
+            revision = await self._kv.create(self.key, self.member.encode())
         except KeyWrongLastSequenceError:
             return False
         self.token = self._revision = revision
         self._valid_until = sent + self.ttl - self.margin
-        log.info("lease_taken", bucket=self.bucket, member=self.member, token=revision)
+        log.info("lease_taken", bucket=self.bucket, key=self.key, member=self.member, token=revision)
         return True
 
     async def renew(self) -> bool:
         """Keep the lease; False (and no longer held) if another took it or it expired."""
         sent = time.monotonic()
         try:
-            self._revision = await self._kv.update(OWNER, self.member.encode(), last=self._revision)
+            self._revision = await self._kv.update(self.key, self.member.encode(), last=self._revision)
         except KeyWrongLastSequenceError:
             self._lost("taken or expired")
             return False
@@ -100,11 +119,99 @@ class Lease:
             return
         revision, self.token, self._valid_until = self._revision, 0, 0.0
         try:
-            await self._kv.delete(OWNER, last=revision)
+            await self._kv.delete(self.key, last=revision)
         except KeyWrongLastSequenceError:
             return  # someone else's already
-        log.info("lease_released", bucket=self.bucket, member=self.member)
+        log.info("lease_released", bucket=self.bucket, key=self.key, member=self.member)
 
     def _lost(self, why: str) -> None:
-        log.warning("lease_lost", bucket=self.bucket, member=self.member, token=self.token, why=why)
+        log.warning("lease_lost", bucket=self.bucket, key=self.key, member=self.member, token=self.token, why=why)
         self.token, self._valid_until = 0, 0.0
+
+
+class Partitions:
+    """The leases of a projector's `count` partitions, shared by its processes. Each registers as a member
+    (key `members.<id>`, a lease of its own) and holds its fair share, ceil(count / members): it takes free
+    partitions up to it, and gives up those above it (after its projection has stopped writing them). While
+    a process runs a rebuild (key `rebuild`), it takes every partition and the others give theirs up: the
+    switch holds the whole live projection in one process."""
+
+    def __init__(
+        self, js: JetStreamContext, projector: str, member: str, count: int, ttl: float = 5.0, replicas: int = 1
+    ) -> None:
+        self.count, self.member = count, member
+        self._js = js
+        self._first = Lease(js, projector, member, ttl, replicas, key="p0")
+        self.leases: list[Lease] = []
+        self._membership: Lease | None = None
+        self.rebuild: Lease | None = None  # held while this process runs a rebuild
+
+    async def open(self) -> None:
+        await self._first.open()
+        self.leases = [self._first, *(self._first.sibling(f"p{i}") for i in range(1, self.count))]
+        self._membership = self._first.sibling(MEMBERS + re.sub(r"[^-_=a-zA-Z0-9]", "_", self.member))
+        self.rebuild = self._first.sibling(REBUILD)
+
+    @property
+    def bucket(self) -> str:
+        return self._first.bucket
+
+    @property
+    def interval(self) -> float:
+        return self._first.interval
+
+    @property
+    def owned(self) -> frozenset[int]:
+        return frozenset(i for i, lease in enumerate(self.leases) if lease.held)
+
+    def check(self, partitions: frozenset[int]) -> None:
+        """LeaseLost unless every one of `partitions` is validly held: right before each write."""
+        for i in partitions:
+            self.leases[i].check()
+
+    def token(self, partition: int) -> int:
+        return self.leases[partition].token
+
+    async def renew(self) -> None:
+        """Renew what it holds (what it no longer holds is no longer `owned`), and its membership."""
+        for lease in (self._membership, self.rebuild, *self.leases):
+            if lease.held:
+                await lease.renew()
+        if not self._membership.held:
+            await self._membership.acquire()
+
+    async def share(self, rebuilding: bool) -> int:
+        """How many partitions it should hold now; while it runs a rebuild (`rebuilding`), it holds the key
+        that says so (and all of them)."""
+        if rebuilding:
+            if self.rebuild.held or await self.rebuild.acquire():
+                return self.count
+        elif self.rebuild.held:
+            await self.rebuild.release()
+        if await self.rebuild.owner() not in (None, self.member):
+            return 0
+        return math.ceil(self.count / await self._members())
+
+    async def _members(self) -> int:
+        """The processes registered now (a key deleted by a graceful stop stays listed until it expires)."""
+        info = await self._js.stream_info(f"KV_{self.bucket}", subjects_filter=f"$KV.{self.bucket}.{MEMBERS}>")
+        keys = [subject.split(".", 2)[2] for subject in info.state.subjects or {}]
+        alive = [key for key in keys if await self._first.sibling(key).owner() is not None]
+        return max(len(alive), 1)
+
+    async def take(self, wanted: int) -> None:
+        """Take up to `wanted` more free partitions."""
+        for lease in self.leases:
+            if wanted <= 0:
+                return
+            if not lease.held and await lease.acquire():
+                wanted -= 1
+
+    async def release(self, partitions: frozenset[int]) -> None:
+        for i in sorted(partitions):
+            await self.leases[i].release()
+
+    async def leave(self) -> None:
+        """A graceful stop: everything given up at once."""
+        for lease in (*self.leases, self.rebuild, self._membership):
+            await lease.release()

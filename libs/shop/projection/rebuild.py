@@ -34,7 +34,7 @@ from shop.ops import Check
 from shop.projection.dlq import dead_letters
 from shop.projection.engine import Projector, Store
 from shop.projection.lease import LeaseLost
-from shop.read_models import PROJECTORS, ops_headers, owner_url
+from shop.read_models import PROJECTORS, leader_url, ops_headers
 
 log = structlog.get_logger()
 
@@ -115,10 +115,9 @@ class Rebuild:
         live: Projector,
         poll: float = 0.2,
         fence: Callable[[], None] = lambda: None,  # raises LeaseLost once this process may no longer write
-        token: Callable[[], int] = lambda: 0,  # the lease's fencing token
     ) -> None:
         self._nc, self._js, self._name, self._read_model, self._live = nc, nc.jetstream(), name, read_model, live
-        self._poll, self._fence, self._token = poll, fence, token
+        self._poll, self._fence = poll, fence
         self.status = RebuildStatus(projector=name)
         self._task: asyncio.Task | None = None
 
@@ -228,8 +227,10 @@ class Rebuild:
             refresh=False,
             filtered=True,
             batch=1000,
-            fence=self._fence,
-            token=self._token,
+            partitions=self._live.partitions,  # each one's checkpoint, for the live projection after the switch
+            # the replay writes with no fencing tokens (the new generation's writes are idempotent): the
+            # check of this process's lease before each write fences it
+            fence=lambda partitions: self._fence(),
         )
         await replay.start()
         samples: list[tuple[float, int]] = []
@@ -245,7 +246,7 @@ class Rebuild:
                 caught_up = await replay.caught_up(self._live.position)
                 if replay.position > 0:  # (after caught_up: a short history may be replayed in one batch)
                     await failpoint("rebuild.replaying")
-                if caught_up:
+                if caught_up and self._live.complete:  # the other processes give their partitions up meanwhile
                     if not prepared:  # the slow part, while the live projection goes on
                         async with replay.hold():
                             await self._read_model.prepare(store)
@@ -278,7 +279,7 @@ class Rebuild:
 
 def not_here() -> Response[RebuildStatus]:
     """What the rebuild endpoints answer in a process that does not project (starting, or a standby)."""
-    why = "not projecting here: starting, or standing by for the process that holds the lease (GET /lease)"
+    why = "rebuilds run in the process that projects partition 0 (GET /lease on each); this one does not"
     return Response(RebuildStatus(projector="", state="standby", error=why), status_code=503)
 
 
@@ -317,7 +318,7 @@ def rebuild_handlers(rebuilds: list[Rebuild], guards: list) -> list:
 async def run(projector: str, url: str | None, timeout: float) -> int:
     """Start a rebuild through the projector's ops endpoint (of the process that projects, unless `url`
     says) and follow it to the end with a progress bar."""
-    url = url or await owner_url(projector)
+    url = url or await leader_url(projector)
     async with httpx.AsyncClient(base_url=url, timeout=10, headers=ops_headers()) as http:
         started = await http.post("/rebuild")
         if started.status_code == 409:
@@ -348,7 +349,7 @@ async def run(projector: str, url: str | None, timeout: float) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="just rebuild", description=__doc__)
     parser.add_argument("projector", choices=sorted(PROJECTORS))
-    parser.add_argument("--url", help="the projector's ops address (default: its process that projects)")
+    parser.add_argument("--url", help="the projector's ops address (default: its process that leads)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds to follow it (default 3600)")
     args = parser.parse_args()
     sys.exit(asyncio.run(run(args.projector, args.url, args.timeout)))

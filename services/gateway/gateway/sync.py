@@ -18,7 +18,7 @@ from gateway.problems import problems
 from shop.contracts.queries import GetSyncPositions
 from shop.contracts.views import SyncPositions
 from shop.errors import RateLimited
-from shop.projection.engine import Position, position_decoder, position_subject
+from shop.projection.engine import Position, Progress, position_decoder, position_subject
 
 HEARTBEAT = 15.0  # seconds between keep-alive comments on a quiet stream
 
@@ -81,19 +81,27 @@ class SyncController(Controller):
         current = msgspec.json.decode(reply.result, type=SyncPositions).positions
         # the stream ends when the token expires or at the latest after sync_max_lifetime; the app reconnects
         lifetime = min(request.app.state.settings.sync_max_lifetime, token_expiry(request) - time.time())
-        stream = progress(announcements, current, lifetime, lambda: feed.leave(announcements))
+        partitions = request.app.state.settings.projection_partitions
+        stream = progress(announcements, current, lifetime, lambda: feed.leave(announcements), partitions)
         weakref.finalize(stream, feed.leave, announcements)  # also when the stream never starts
         return ServerSentEvent(stream)
 
 
 async def progress(
-    announcements: asyncio.Queue[Position], current: dict[str, int], lifetime: float, leave: Callable[[], None]
+    announcements: asyncio.Queue[Position],
+    current: dict[str, int],
+    lifetime: float,
+    leave: Callable[[], None],
+    partitions: int = 1,
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """First every projection's position, then each advance as it is announced, for `lifetime` seconds."""
+    """First every projection's position, then each advance as it is announced, for `lifetime` seconds. A
+    projector's position is the lowest of its partitions' (each process announces those it projects)."""
     loop = asyncio.get_running_loop()
     ends = loop.time() + lifetime
+    tracked = {name: Progress(name, partitions) for name in current}
     try:
         for projector, position in current.items():
+            tracked[projector].update(Position(projector=projector, position=position), exact=True)
             yield position_message(projector, position)
         while (left := ends - loop.time()) > 0:
             try:
@@ -102,9 +110,13 @@ async def progress(
                 if ends - loop.time() > 0:
                     yield ServerSentEventMessage(comment="keep-alive")
                 continue
-            if announced.position > current.get(announced.projector, 0):
-                current[announced.projector] = announced.position
-                yield position_message(announced.projector, announced.position)
+            found = tracked.get(announced.projector)
+            if found is None:
+                continue
+            before = found.position
+            found.update(announced, exact=False)
+            if found.position > before:
+                yield position_message(announced.projector, found.position)
     finally:
         leave()
 

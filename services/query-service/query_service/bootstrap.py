@@ -28,14 +28,15 @@ def create_app(settings: Settings) -> Litestar:
         nc = await messaging.connect(settings.nats_url, "query-service", settings.nats_password)
         try:
             await messaging.ensure_streams(nc, settings.nats_stream_replicas)
-            prefix = settings.index_prefix
-            orders = SearchDocuments(search, prefix + ORDERS_ALIAS, prefix, ORDER_LIST)
-            products = SearchDocuments(search, prefix + PRODUCTS_ALIAS, prefix, CATALOG)
-            analytics = AnalyticsCounters(redis, settings.analytics_prefix, ANALYTICS)
+            prefix, partitions = settings.index_prefix, settings.projection_partitions
+            orders = SearchDocuments(search, prefix + ORDERS_ALIAS, prefix, ORDER_LIST, partitions)
+            products = SearchDocuments(search, prefix + PRODUCTS_ALIAS, prefix, CATALOG, partitions)
+            analytics = AnalyticsCounters(redis, settings.analytics_prefix, ANALYTICS, partitions)
             positions = ProjectionPositions(
                 nc,
-                {ORDER_LIST: orders.checkpoint, CATALOG: products.checkpoint, ANALYTICS: analytics.checkpoint},
+                {ORDER_LIST: orders.checkpoints, CATALOG: products.checkpoints, ANALYTICS: analytics.checkpoints},
                 {ORDER_LIST: orders.refresh, CATALOG: products.refresh},
+                partitions,
             )
             await positions.start()
             handlers = QueryHandlers(orders, products, analytics, positions, settings.consistency_wait)

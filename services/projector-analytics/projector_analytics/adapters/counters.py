@@ -4,37 +4,45 @@
 A batch is one Lua script call: for each event it checks the aggregate's last applied version (an
 older one is skipped, a gap is rejected and blocks that aggregate's later events) and runs the counter
 changes, and, when nothing is rejected, moves the checkpoint (`<generation>checkpoint`: position and
-parked aggregates), all in one atomic step; the checkpoint never moves back. A batch whose every
+parked aggregates, fields `position#<p>/<P>` and `parked#<p>/<P>` for partition p of P > 1), all in one
+atomic step; the checkpoint never moves back. A batch whose every
 aggregate continues where it stopped (a replay, the live flow) goes as its merged changes instead,
 a fraction of the commands; a batch that does not is refused whole and sent event by event. Redis runs with
 `appendfsync always`, so a script's reply means its effect is on disk."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import msgspec
 from redis.asyncio import Redis
 
 from projector_analytics.changes import analytics_changes, merge
-from shop.projection.engine import Checkpoint, Event
+from shop.projection.engine import WHOLE, Checkpoint, Event, Scope, partition_suffix
 from shop.projection.lease import LeaseLost
 from shop.projection.rebuild import RebuildState
 from shop.read_models import AnalyticsKeys, analytics_checkpoint, analytics_pointer
 
-# the checkpoint moves only forward; '' for no checkpoint. A batch whose fencing token (the writer's lease,
-# '0' for none) is below the highest one seen changes nothing: a former owner writes nothing.
+# Each partition's checkpoint ([[field suffix, position, parked as JSON], ...]) moves only forward. A batch
+# with a fencing token ([[key, token], ...]: the writer's lease of each partition) below the highest one seen
+# for that partition changes nothing: a former owner writes nothing.
 CHECKPOINT = """
-local function fenced(key, token)
-  if token == '0' then return false end
-  local held = tonumber(redis.call('GET', key) or '0')
-  if tonumber(token) < held then return true end
-  if tonumber(token) > held then redis.call('SET', key, token) end
+local function fenced(fences)
+  fences = cjson.decode(fences)
+  for _, f in ipairs(fences) do
+    if f[2] < tonumber(redis.call('GET', f[1]) or '0') then return true end
+  end
+  for _, f in ipairs(fences) do
+    redis.call('SET', f[1], string.format('%d', f[2]))
+  end
   return false
 end
-local function store_checkpoint(prefix, position, parked)
+local function store_checkpoint(prefix, checkpoints)
   local key = prefix .. 'checkpoint'
-  if position ~= '' and tonumber(position) >= tonumber(redis.call('HGET', key, 'position') or '0') then
-    redis.call('HSET', key, 'position', position, 'parked', parked)
+  for _, c in ipairs(cjson.decode(checkpoints)) do
+    local position = string.format('%d', c[2])
+    if c[2] >= tonumber(redis.call('HGET', key, 'position' .. c[1]) or '0') then
+      redis.call('HSET', key, 'position' .. c[1], position, 'parked' .. c[1], c[3])
+    end
   end
 end
 """
@@ -42,7 +50,7 @@ end
 APPLY = (
     CHECKPOINT
     + """
-if fenced(ARGV[5], ARGV[6]) then return 'fenced' end
+if fenced(ARGV[4]) then return 'fenced' end
 local prefix = ARGV[1]
 local applied_key = prefix .. 'applied'
 local rejected, blocked = {}, {}
@@ -66,7 +74,7 @@ for _, e in ipairs(cjson.decode(ARGV[2])) do
   end
 end
 if #rejected == 0 then
-  store_checkpoint(prefix, ARGV[3], ARGV[4])
+  store_checkpoint(prefix, ARGV[3])
 end
 return cjson.encode(rejected)
 """
@@ -75,12 +83,11 @@ return cjson.encode(rejected)
 # The same batch with its changes merged (increments added up, the last value set) and its aggregates'
 # versions checked and moved at once: far fewer commands. Refused (nothing written) unless every
 # aggregate's first version in the batch is the next one: APPLY, event by event, decides then.
-# ARGV: prefix, [[aggregate, first version, last version], ...], [command, ...], position, parked, fence
-# key, token.
+# ARGV: prefix, [[aggregate, first version, last version], ...], [command, ...], checkpoints, fences.
 APPLY_MERGED = (
     CHECKPOINT
     + """
-if fenced(ARGV[6], ARGV[7]) then return 'fenced' end
+if fenced(ARGV[5]) then return 'fenced' end
 local prefix = ARGV[1]
 local applied_key = prefix .. 'applied'
 local aggregates, ids, versions = cjson.decode(ARGV[2]), {}, {}
@@ -103,7 +110,7 @@ end
 if #ids > 0 then
   redis.call('HSET', applied_key, unpack(versions))
 end
-store_checkpoint(prefix, ARGV[4], ARGV[5])
+store_checkpoint(prefix, ARGV[4])
 return '[]'
 """
 )
@@ -145,13 +152,18 @@ class AnalyticsStore:
 
     def __init__(self, redis: Redis, prefix: str, fence: str = "") -> None:
         self._redis, self.name = redis, prefix
-        self._fence = fence or f"{prefix}fence"  # the key of the highest fencing token seen
+        self._fence = fence or f"{prefix}fence"  # the key of the highest fencing token seen (of each partition)
         self._apply = redis.register_script(APPLY)
         self._apply_merged = redis.register_script(APPLY_MERGED)
 
-    async def checkpoint(self) -> Checkpoint:
-        position, parked = await self._redis.hmget(analytics_checkpoint(self.name), "position", "parked")
-        return Checkpoint(position=int(position or 0), parked=parked_decoder.decode(parked) if parked else {})
+    async def checkpoints(self, count: int, partitions: Iterable[int]) -> dict[int, Checkpoint]:
+        partitions = list(partitions)
+        fields = [f"{name}{partition_suffix(p, count)}" for p in partitions for name in ("position", "parked")]
+        found = await self._redis.hmget(analytics_checkpoint(self.name), fields) if fields else []
+        return {
+            p: Checkpoint(position=int(position or 0), parked=parked_decoder.decode(parked) if parked else {})
+            for p, position, parked in zip(partitions, found[::2], found[1::2], strict=True)
+        }
 
     async def prepare(self, events: Sequence[Event]) -> Changes:
         batch, rejected, blocked, commands = [], {}, {}, []
@@ -180,27 +192,31 @@ class AnalyticsStore:
             merged = (msgspec.json.encode(list(versions.values())), msgspec.json.encode(merge(commands)))
         return Changes(rejected, batch, merged)
 
-    async def send(self, prepared: Changes, checkpoint: Checkpoint | None, token: int = 0) -> dict[int, str]:
+    async def send(self, prepared: Changes, checkpoint: Checkpoint | None, scope: Scope = WHOLE) -> dict[int, str]:
         rejected = dict(prepared.rejected)
         if rejected:
             checkpoint = None
-        position = checkpoint.position if checkpoint else ""
-        parked = msgspec.json.encode(checkpoint.parked if checkpoint else {})
-        fence = [self._fence, token]
+        checkpoints = msgspec.json.encode(
+            [
+                (partition_suffix(p, scope.count), part.position, msgspec.json.encode(part.parked).decode())
+                for p, part in (scope.split(checkpoint).items() if checkpoint else ())
+            ]
+        )
+        fences = msgspec.json.encode(
+            [(self._fence + partition_suffix(p, scope.count), token) for p, token in scope.tokens.items() if token]
+        )
         if prepared.merged is not None:
-            answer = _unless_fenced(
-                await self._apply_merged(args=[self.name, *prepared.merged, position, parked, *fence])
-            )
+            answer = _unless_fenced(await self._apply_merged(args=[self.name, *prepared.merged, checkpoints, fences]))
             if answer != b"event by event":
                 return rejected
         if prepared.events or checkpoint:  # the checkpoint goes with the changes, in one step, when none is rejected
-            args = [self.name, msgspec.json.encode(prepared.events), position, parked, *fence]
+            args = [self.name, msgspec.json.encode(prepared.events), checkpoints, fences]
             answer = _unless_fenced(await self._apply(args=args))
             rejected.update({int(seq): why for seq, why in (msgspec.json.decode(answer) or [])})  # {}: empty
         return rejected
 
-    async def commit(self, checkpoint: Checkpoint, token: int = 0) -> None:
-        await self.send(Changes({}, [], None), checkpoint, token)  # no changes, only the checkpoint
+    async def commit(self, checkpoint: Checkpoint, scope: Scope = WHOLE) -> None:
+        await self.send(Changes({}, [], None), checkpoint, scope)  # no changes, only the checkpoint
 
     async def refresh(self) -> None:
         """Every script call is visible once it returns."""

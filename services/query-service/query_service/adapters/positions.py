@@ -11,12 +11,12 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from shop.messaging import EVENTS_STREAM
-from shop.projection.engine import Position, position_decoder, position_subject
+from shop.projection.engine import Position, Progress, position_decoder, position_subject
 from shop.read_models import PROJECTORS
 
 log = structlog.get_logger()
 
-ReadCheckpoint = Callable[[], Awaitable[Position]]  # the projection's checkpoint, as its store has it
+ReadCheckpoint = Callable[[], Awaitable[list[Position]]]  # each partition's checkpoint, as the store has it
 MakeSearchable = Callable[[], Awaitable[None]]  # refresh what the projection wrote
 
 
@@ -26,11 +26,12 @@ class ProjectionPositions:
         nc: NATS,
         checkpoints: dict[str, ReadCheckpoint],
         refreshers: dict[str, MakeSearchable],
+        partitions: int = 1,  # of each projector
         poll_interval: float = 0.2,
     ) -> None:
         self._nc, self._js = nc, nc.jetstream()
         self._checkpoints, self._refreshers, self._poll_interval = checkpoints, refreshers, poll_interval
-        self._positions = {name: Position(projector=name, position=0, searchable=0) for name in PROJECTORS}
+        self._progress = {name: Progress(name, partitions) for name in PROJECTORS}
         self._advanced = asyncio.Event()
         self._waiting: dict[str, int] = dict.fromkeys(PROJECTORS, 0)
         self._needs_search: dict[str, int] = dict.fromkeys(PROJECTORS, 0)
@@ -54,12 +55,12 @@ class ProjectionPositions:
                 await self._watcher
 
     def current(self, projector: str, searchable: bool = False) -> int:
-        position = self._positions[projector]
-        return position.searchable if searchable and position.searchable is not None else position.position
+        progress = self._progress[projector]
+        return progress.searchable if searchable else progress.position
 
     def parked_at(self, projector: str, aggregate: str) -> int | None:
         """The stream sequence from which `aggregate`'s events are parked in the projection, if they are."""
-        return self._positions[projector].parked.get(aggregate)
+        return self._progress[projector].parked_at(aggregate)
 
     async def wait_for(self, projector: str, position: int, timeout: float, searchable: bool = False) -> bool:
         """True once `projector` has passed `position` (and refreshed past it, if `searchable`); False
@@ -128,23 +129,26 @@ class ProjectionPositions:
 
     async def _refresh(self, projector: str) -> None:
         """Everything announced was written before it was announced: a refresh started after it covers it."""
-        applied = self._positions[projector]
+        applied = self._progress[projector].partitions()
         try:
             await self._refreshers[projector]()
         except Exception as exc:  # the store is away: the reads wait, and the next look tries again
             log.warning("refresh_failed", projector=projector, error=f"{type(exc).__name__}: {exc}")
             return
-        self._set(msgspec.structs.replace(applied, searchable=applied.position), exact=False)
+        self._set([msgspec.structs.replace(p, searchable=p.position) for p in applied], exact=False)
 
     async def _read_store(self, projector: str, searchable: bool) -> None:
         try:
             stored = await self._checkpoints[projector]()
             if projector in self._refreshers:  # what the store holds is searchable once refreshed
-                known = self.current(projector, True)
-                if searchable and known < stored.position:
+                known = self._progress[projector].partitions()
+                if searchable and any(k.searchable < s.position for k, s in zip(known, stored, strict=True)):
                     await self._refreshers[projector]()
                 else:
-                    stored = msgspec.structs.replace(stored, searchable=min(known, stored.position))
+                    stored = [
+                        msgspec.structs.replace(s, searchable=min(k.searchable, s.position))
+                        for k, s in zip(known, stored, strict=True)
+                    ]
         except Exception as exc:  # the store is away: announcements still count
             log.warning("checkpoint_unreadable", projector=projector, error=f"{type(exc).__name__}: {exc}")
             return
@@ -155,19 +159,16 @@ class ProjectionPositions:
             announced = position_decoder.decode(msg.data)
         except msgspec.MsgspecError:
             return
-        if announced.projector in self._positions:
-            self._set(announced, exact=False)
+        if announced.projector in self._progress:
+            self._set([announced], exact=False)
 
-    def _set(self, new: Position, exact: bool) -> None:
-        """An announcement only moves forward; what the store says is the truth (a rebuilt or reset
-        store may be behind)."""
-        old = self._positions[new.projector]
-        if not exact and new.position < old.position:
-            return
-        searchable = new.position if new.searchable is None else new.searchable
-        if not exact:
-            searchable = max(searchable, old.searchable or 0)
-        self._positions[new.projector] = msgspec.structs.replace(new, searchable=searchable)
-        if new.position != old.position or searchable != old.searchable:
+    def _set(self, news: list[Position], exact: bool) -> None:
+        """An announcement only moves a partition forward; what the store says is the truth (a rebuilt or
+        reset store may be behind)."""
+        progress = self._progress[news[0].projector]
+        old = (progress.position, progress.searchable)
+        for new in news:
+            progress.update(new, exact)
+        if (progress.position, progress.searchable) != old:
             self._advanced.set()
             self._advanced = asyncio.Event()

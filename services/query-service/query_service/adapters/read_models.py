@@ -7,25 +7,31 @@ from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import NotFoundError as DocumentMissing
 from redis.asyncio import Redis
 
-from shop.projection.engine import Position
+from shop.projection.engine import Position, partition_suffix
 from shop.read_models import AnalyticsKeys, analytics_checkpoint, analytics_pointer, projection_state_index
 
 parked_decoder = msgspec.json.Decoder(dict[str, int])
 
 
 class SearchDocuments:
-    def __init__(self, client: AsyncOpenSearch, alias: str, prefix: str, projector: str) -> None:
-        self._client, self._alias, self._projector = client, alias, projector
+    def __init__(self, client: AsyncOpenSearch, alias: str, prefix: str, projector: str, partitions: int) -> None:
+        self._client, self._alias, self._projector, self._partitions = client, alias, projector, partitions
         self._state_index = projection_state_index(prefix)
 
-    async def checkpoint(self) -> Position:
-        """The active generation's checkpoint; what it covers is searchable only after a refresh."""
+    async def checkpoints(self) -> list[Position]:
+        """The active generation's checkpoint of each partition; what it covers is searchable only after a
+        refresh."""
         index = next(iter(await self._client.indices.get_alias(name=self._alias)))
-        try:
-            found = (await self._client.get(index=self._state_index, id=index))["_source"]
-        except DocumentMissing:
-            found = {}
-        return Position(projector=self._projector, position=found.get("position", 0), parked=found.get("parked", {}))
+        count = self._partitions
+        ids = [index + partition_suffix(p, count) for p in range(count)]
+        docs = (await self._client.mget(index=self._state_index, body={"ids": ids}, realtime=True))["docs"]
+        found = [doc["_source"] if doc.get("found") else {} for doc in docs]
+        return [
+            Position(
+                projector=self._projector, position=f.get("position", 0), parked=f.get("parked", {}), partitions=(p,)
+            )
+            for p, f in enumerate(found)
+        ]
 
     async def refresh(self) -> None:
         await self._client.indices.refresh(index=self._alias)
@@ -48,20 +54,28 @@ class SearchDocuments:
 class AnalyticsCounters:
     """Reads the active generation of the analytics read model (a rebuild switches it)."""
 
-    def __init__(self, redis: Redis, base: str, projector: str) -> None:
+    def __init__(self, redis: Redis, base: str, projector: str, partitions: int) -> None:
         self._redis, self._pointer, self._projector = redis, analytics_pointer(base), projector
+        self._partitions = partitions
 
-    async def checkpoint(self) -> Position:
-        """The active generation's checkpoint."""
+    async def checkpoints(self) -> list[Position]:
+        """The active generation's checkpoint of each partition."""
+        count = self._partitions
         active = await self._redis.get(self._pointer)
-        found = await self._redis.hmget(analytics_checkpoint(active.decode()), "position", "parked") if active else []
-        position, parked = found or (None, None)
-        return Position(
-            projector=self._projector,
-            position=int(position or 0),
-            searchable=int(position or 0),
-            parked=parked_decoder.decode(parked) if parked else {},
+        fields = [f"{name}{partition_suffix(p, count)}" for p in range(count) for name in ("position", "parked")]
+        found = (
+            await self._redis.hmget(analytics_checkpoint(active.decode()), fields) if active else [None] * len(fields)
         )
+        return [
+            Position(
+                projector=self._projector,
+                position=int(position or 0),
+                searchable=int(position or 0),
+                parked=parked_decoder.decode(parked) if parked else {},
+                partitions=(p,),
+            )
+            for p, (position, parked) in enumerate(zip(found[::2], found[1::2], strict=True))
+        ]
 
     async def generation(self) -> AnalyticsKeys:
         """The keys of the active generation: resolve once per query, so one answer reads one generation."""
