@@ -7,7 +7,9 @@ same machine, measured in the same run (issue 7). Stages, each in its module:
    (run before stage 3, whose projector restarts and scratch indexes should not disturb it);
 3. rebuild: each projector's full rebuild over a stream of >= 200,000 events, beside a bare
    JetStream consumer, raw OpenSearch `_bulk` and raw Redis pipelines (`bench.ceilings`);
-5. resources: CPU seconds per process per 1,000 orders of stage 1 and memory at the end.
+5. resources: CPU seconds per process per 1,000 orders of stage 1 and memory at the end;
+6. scale-out: catalog and analytics with 8 partitions, with 1 and with 2 processes: the rate at which
+   they pass a backlog, and their rebuilds (run last: it restarts those projectors).
 
 Writes bench/results/<UTC timestamp>.json (every figure), .md (the summary table) and -*.png."""
 
@@ -20,7 +22,7 @@ import asyncpg
 import msgspec
 from rich.console import Console
 
-from bench import commands, lag, queries, rebuilds, report, system
+from bench import commands, lag, queries, rebuilds, report, scale, system
 from bench.run import Bench, Plan
 from bench.shop import Addresses
 
@@ -64,6 +66,11 @@ async def main(quick: bool, stream_only: bool, stage: str | None) -> None:
             results["rebuild"] = await rebuilds.run(bench)
             console.print(report.table(report.rows(results), "rebuild stage only"))
             return
+        if stage == "scale":
+            await bench.make_products()
+            results["scale"] = await scale.run(bench)
+            console.print(report.table(report.rows(results), "scale-out stage only"))
+            return
         await bench.make_products()
         results["catch_up_before_seconds"] = await bench.catch_up()
         results["commands"] = await commands.run(bench)
@@ -78,6 +85,7 @@ async def main(quick: bool, stream_only: bool, stage: str | None) -> None:
         results["queries"] = await queries.run(bench)
         results["rebuild"] = await rebuilds.run(bench)
         results["memory_mb_at_end"] = system.memory_mb(system.process_ids())
+        results["scale"] = await scale.run(bench)
         results["load_average_at_stage_start"] = bench.load_averages
     results["seconds"] = (datetime.now(UTC) - started).total_seconds()
     found = report.rows(results)
@@ -95,7 +103,7 @@ if __name__ == "__main__":
     parser.add_argument("--stream-only", action="store_true", help="only make the stream the rebuilds replay (once)")
     parser.add_argument(
         "--stage",
-        choices=["commands", "lag", "rebuild"],
+        choices=["commands", "lag", "rebuild", "scale"],
         help="run only this stage (lag runs the commands stage first; no files written)",
     )
     args = parser.parse_args()

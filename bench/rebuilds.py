@@ -21,8 +21,10 @@ from bench.system import RUN_DIR
 from shop.read_models import ops_headers
 
 
-async def rebuild(addresses: Addresses, projector: str, limit: float) -> dict[str, object]:
-    async with httpx.AsyncClient(base_url=addresses.projector(projector), timeout=10, headers=ops_headers()) as http:
+async def rebuild(addresses: Addresses, projector: str, limit: float, url: str | None = None) -> dict[str, object]:
+    """`url`: the process that leads (runs rebuilds) when the projector runs several."""
+    base_url = url or addresses.projector(projector)
+    async with httpx.AsyncClient(base_url=base_url, timeout=10, headers=ops_headers()) as http:
         reply = await http.post("/rebuild")
         if reply.status_code != 202:
             raise RuntimeError(f"{projector} refused the rebuild: {reply.status_code} {reply.text}")

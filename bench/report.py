@@ -88,6 +88,14 @@ def rows(results: dict) -> list[Row]:
                 target = ">= 40% of bare" if mode == "saturation" else "p99 <= 20 ms at 500/s"
             shown = _pct(ratio(g["rate"], b["rate"])) if mode == "saturation" else ""
             found.append(("4 queries", f"{name}, {label}", measured, ceiling, shown, target))
+    if scale := results.get("scale"):
+        for projector in ("catalog", "analytics"):
+            figures = scale[projector]
+            for kind, label in (("live", "catching up a backlog"), ("rebuild", "rebuild")):
+                one, two = figures[1][kind], figures[2][kind]
+                name = f"{projector}, {label}, {scale['partitions']} partitions: 1 -> 2 processes"
+                measured = f"{_events(one)} -> {_events(two)}"
+                found.append(("6 scale-out", name, measured, "", f"x{figures[f'{kind}_speed_up']:.2f}", ""))
     if commands:
         memory = results.get("memory_mb_at_end", {})
         for process, seconds in sorted(commands["cpu_seconds_per_1000_orders"].items(), key=lambda x: -x[1]):

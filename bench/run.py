@@ -35,6 +35,7 @@ class Plan(msgspec.Struct, kw_only=True):
     query_rate: float = 500
     catch_up_limit: float = 180  # waiting for the projections to pass the last event between stages
     stream_events: int = 200_000  # the stream the rebuilds replay
+    scale_backlog_seconds: float = 30  # orders piled up for a stopped projector, per process count
     products: int = 200
     users: int = 500
     items: int = 2  # per order of the many-products runs
@@ -52,6 +53,7 @@ class Plan(msgspec.Struct, kw_only=True):
             bare_seconds=1,
             catch_up_limit=60,
             stream_events=0,
+            scale_backlog_seconds=3,
             products=50,
             users=100,
         )

@@ -5,7 +5,7 @@
 # (deploy/secrets.sh, in $SECRETS_DIR), as <SETTING>_FILE variables. NATS_URL and NATS_STREAM_REPLICAS,
 # where not set, are those of the NATS that deploy/infra.sh started (one node or a cluster).
 # Replicas: <NAME>_REPLICAS (COMMAND_SERVICE_REPLICAS, QUERY_SERVICE_REPLICAS, GATEWAY_REPLICAS,
-# PROJECTOR_CATALOG_REPLICAS, ...; default 1; of a projector, one projects and the others stand by, see
+# PROJECTOR_CATALOG_REPLICAS, ...; default 1; the processes of a projector share its PROJECTION_PARTITIONS, see
 # shop.projection.lease). Replica n > 1 is <name>-<n> (its pid file and log) on <NAME>_HTTP_PORT_<n>,
 # else the first one's port + 100 * (n - 1) (the gateway's ops port: GATEWAY_OPS_PORT_<n>, likewise).
 # Usage: deploy/services.sh start|stop|status

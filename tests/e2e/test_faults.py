@@ -199,7 +199,7 @@ async def orders_match_the_event_store(system: System) -> None:
 
 
 async def snapshot(system: System) -> dict:
-    """Every document of both indexes and every key of the active analytics generation."""
+    """Every document of both indexes and every key of the active analytics generation but its checkpoint."""
     seen: dict = {}
     search = AsyncOpenSearch(hosts=[OPENSEARCH_URL])
     try:
@@ -224,6 +224,9 @@ async def snapshot(system: System) -> dict:
             seen[key.removeprefix(prefix)] = await value
     finally:
         await redis.aclose()
+    # where the projection is, not what it shows: a batch with nothing for a process's partitions moves its
+    # checkpoint only in memory until its next write, while a replay stores every partition's
+    seen.pop("checkpoint", None)
     return seen
 
 

@@ -183,3 +183,15 @@ async def test_each_partition_has_its_checkpoint_and_its_fence(redis):
     found = await store.checkpoints(4, [1, 2, 3])
     assert found[1].position == events[19].seq and found[2].position == events[9].seq
     assert found[1].parked == {mine: events[15].seq} and found[3].parked == {}  # each keeps its own
+
+
+async def test_a_partition_without_a_checkpoint_starts_from_the_one_partition_checkpoint(redis):
+    """Going from one partition to four: each starts where the one left off, with its own parked aggregates."""
+    client, prefix = redis
+    store = AnalyticsStore(client, f"{prefix}a:")
+    mine, other = (next(f"order-{i}" for i in range(100) if partition(f"order-{i}", 4) == p) for p in (1, 3))
+    await store.commit(Checkpoint(position=40, parked={mine: 7, other: 9}))
+    await store.commit(Checkpoint(position=50), Scope(4, {2: 0}))
+    found = await store.checkpoints(4, range(4))
+    assert {p: c.position for p, c in found.items()} == {0: 40, 1: 40, 2: 50, 3: 40}
+    assert (found[1].parked, found[2].parked, found[3].parked) == ({mine: 7}, {}, {other: 9})

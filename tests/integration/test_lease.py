@@ -107,3 +107,13 @@ async def test_partitions_are_shared_fairly_and_a_rebuild_takes_them_all(nats):
             await member.leave()
         await first.close()
         await second.close()
+
+
+async def test_a_release_after_a_renewal_whose_answer_was_lost_still_gives_the_lease_up(pair):
+    """A renewal cancelled after the server took it (a graceful stop in the middle of it) leaves the holder
+    an older revision: the release must still delete the key, not leave it to expire."""
+    a, b = pair
+    await until(a.acquire, TTL * 3)
+    await a._kv.update(a.key, a.member.encode(), last=a._revision)  # taken by the server, never seen by `a`
+    await a.release()
+    assert await b.acquire()

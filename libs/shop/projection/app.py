@@ -95,20 +95,24 @@ class Owner:
     async def _project(self, owned: frozenset[int]) -> None:
         """Project `owned`: start, reassign or stop the projection, and the rebuilds with partition 0."""
         projector = self.projectors[0] if self.projectors else None
-        if 0 not in owned and self.rebuilds:
-            rebuild = self.rebuilds.pop()
-            await rebuild.stop()
+        slot = self.partitions.slot
+        consumer = self._name if slot == 1 else f"{self._name}-{slot}"  # its slot's: see lease.SLOTS
+        replace = projector is not None and (not owned or projector.consumer != consumer)
+        if self.rebuilds and (replace or 0 not in owned):
+            await self.rebuilds.pop().stop()
+        if replace:
+            self.projectors.clear()
+            await projector.stop(self._settings.shutdown_timeout)
+            log.info("standing_by", projector=self._name, position=projector.position)
+            projector = None
         if not owned:
-            if projector is not None:
-                self.projectors.clear()
-                await projector.stop(self._settings.shutdown_timeout)
-                log.info("standing_by", projector=self._name, position=projector.position)
             return
         if projector is None:
             projector = Projector(
                 self._nc,
                 self._name,
                 await self._read_model.active(),
+                consumer=consumer,
                 refresh_interval=self._settings.refresh_interval,
                 partitions=self.partitions.count,
                 owned=owned,

@@ -96,12 +96,14 @@ class DocumentStore:
         self._cache.clear()  # whoever wrote meanwhile, the store is the truth
         await self._client.indices.refresh(index=self.name)  # a replayed generation is not refreshed by itself
         self._known = set() if (await self._client.count(index=self.name))["count"] == 0 else None
-        ids = {self.name + partition_suffix(p, count): p for p in partitions}
+        ids = {self.name: -1} | {self.name + partition_suffix(p, count): p for p in partitions}  # -1: the whole
         found = await self._client.mget(index=self._state_index, body={"ids": list(ids)}, realtime=True)
         stored = {
             ids[doc["_id"]]: msgspec.convert(doc["_source"], Checkpoint) for doc in found["docs"] if doc.get("found")
         }
-        return {p: stored.get(p, Checkpoint()) for p in ids.values()}
+        # a partition without a checkpoint of its own starts from the one-partition checkpoint (P was 1)
+        whole = stored.get(-1, Checkpoint())
+        return {p: stored.get(p) or Scope(count, {p: 0}).split(whole)[p] for p in partitions}
 
     async def commit(self, checkpoint: Checkpoint, scope: Scope = WHOLE) -> None:
         """The fencing tokens are not checked here: a _bulk is no atomic step, so the engine checks the leases

@@ -225,8 +225,8 @@ class Backoff:
 
 class Projector:
     """Feeds one store from EVENTS: the events of the partitions it owns (of `partitions`). `name` is the
-    durable consumer's; a rebuild's replay runs a second Projector (`announce=False`) into the new
-    generation, dead-lettering under the live name."""
+    projector's (its positions, metrics, DLQ); a rebuild's replay runs a second Projector
+    (`announce=False`) into the new generation, dead-lettering under the live name."""
 
     def __init__(
         self,
@@ -241,6 +241,7 @@ class Projector:
         filtered: bool = False,  # the consumer brings only the store's events: see caught_up()
         batch: int = 500,
         refresh_interval: float = 1.0,  # ProjectorSettings.refresh_interval
+        consumer: str | None = None,  # the durable consumer's name: `name` unless given
         partitions: int = 1,  # the projector's (PROJECTION_PARTITIONS)
         owned: frozenset[int] | None = None,  # those this one projects: all unless given
         # raises LeaseLost once this process may no longer write the given partitions
@@ -250,7 +251,7 @@ class Projector:
         retry_cap: float = 5.0,
     ) -> None:
         self._nc, self._js = nc, nc.jetstream()
-        self.name, self._store = name, store
+        self.name, self._store, self.consumer = name, store, consumer or name
         self._projector = dead_letters or name
         self._announce, self._skip_letters, self._refresh = announce, skip_letters, refresh
         self._filtered, self._fence, self._token = filtered, fence, token
@@ -274,6 +275,12 @@ class Projector:
     @property
     def position(self) -> int:
         return self.checkpoint.position
+
+    @property
+    def frontier(self) -> int:
+        """The highest checkpoint of a partition it owns (one gained from another process may be ahead of the
+        others until the consumer reaches it)."""
+        return max(self.position, *self._floors.values(), 0)
 
     def owns(self, aggregate: str | None) -> bool:
         """Whether the aggregate's events are this one's to project (one that is not known: partition 0's)."""
@@ -358,9 +365,9 @@ class Projector:
                 f"EVENTS starts at #{stream.first_seq} but {self.name} needs #{self.position + 1}: history was lost"
             )
         with contextlib.suppress(NotFoundError):
-            await self._js.delete_consumer(EVENTS_STREAM, self.name)
+            await self._js.delete_consumer(EVENTS_STREAM, self.consumer)
         config = ConsumerConfig(
-            durable_name=self.name,
+            durable_name=self.consumer,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self.position + 1,
             ack_policy=AckPolicy.NONE,
@@ -371,7 +378,7 @@ class Projector:
             mem_storage=True,
         )
         await self._js.add_consumer(EVENTS_STREAM, config, timeout=API_TIMEOUT)
-        self._pull = Pull(self._nc, EVENTS_STREAM, self.name, self._batch)
+        self._pull = Pull(self._nc, EVENTS_STREAM, self.consumer, self._batch)
         await self._pull.start()
         self._next_consumer_seq = 1
         PROJECTION_POSITION.labels(projector=self.name).set(self.position)
@@ -411,7 +418,7 @@ class Projector:
                 if not msgs:
                     idle += 1
                     if idle % 2 == 0:  # a deleted consumer may only show as silence
-                        await self._js.consumer_info(EVENTS_STREAM, self.name)
+                        await self._js.consumer_info(EVENTS_STREAM, self.consumer)
                     continue
                 idle = 0
                 await self._handle(pull, msgs)
@@ -535,7 +542,7 @@ class Projector:
             return False
         async with self._lock:
             await self._settle()
-            info = await self._js.consumer_info(EVENTS_STREAM, self.name)
+            info = await self._js.consumer_info(EVENTS_STREAM, self.consumer)
             if info.num_pending or info.delivered.consumer_seq != self._next_consumer_seq - 1 or self._pull is None:
                 return False
             checkpoint = Checkpoint(position=max(position, self.position), parked=self.checkpoint.parked)

@@ -11,8 +11,8 @@ stopped past its lease (SIGSTOP, a long pause) finds it invalid when it runs aga
 The Redis read model also keeps the highest token it has seen and refuses, in the batch's own atomic
 step, a batch with a lower one."""
 
+import contextlib
 import math
-import re
 import time
 
 import structlog
@@ -23,7 +23,10 @@ from nats.js.kv import KeyValue
 
 log = structlog.get_logger()
 
-MEMBERS = "members."  # + a process's id: registered while it runs
+# a process that projects holds one of SLOTS slots (`slot<n>`): the slots held are the members that share the
+# partitions, and slot n names the process's consumer (the projector's name, `<name>-<n>` for n > 1, each
+# listed in deploy/nats/auth.conf: NATS permissions match whole subject tokens, so no wildcard can say it)
+SLOTS = 4
 REBUILD = "rebuild"  # held by the process running a rebuild: it projects every partition meanwhile
 
 
@@ -120,8 +123,16 @@ class Lease:
         revision, self.token, self._valid_until = self._revision, 0, 0.0
         try:
             await self._kv.delete(self.key, last=revision)
-        except KeyWrongLastSequenceError:
-            return  # someone else's already
+        except (KeyWrongLastSequenceError, BadRequestError):  # (the server's "wrong last sequence": 400)
+            # someone else's already, or a renewal cancelled after the server took it left an older revision
+            try:
+                entry = await self._kv.get(self.key)
+            except KeyNotFoundError:
+                return
+            if entry.value != self.member.encode():
+                return
+            with contextlib.suppress(KeyWrongLastSequenceError, BadRequestError):
+                await self._kv.delete(self.key, last=entry.revision)
         log.info("lease_released", bucket=self.bucket, key=self.key, member=self.member)
 
     def _lost(self, why: str) -> None:
@@ -130,11 +141,11 @@ class Lease:
 
 
 class Partitions:
-    """The leases of a projector's `count` partitions, shared by its processes. Each registers as a member
-    (key `members.<id>`, a lease of its own) and holds its fair share, ceil(count / members): it takes free
-    partitions up to it, and gives up those above it (after its projection has stopped writing them). While
-    a process runs a rebuild (key `rebuild`), it takes every partition and the others give theirs up: the
-    switch holds the whole live projection in one process."""
+    """The leases of a projector's `count` partitions, shared by its processes. Each holds a slot (a lease of
+    its own; a process without one, SLOTS running already, stands by) and its fair share of partitions,
+    ceil(count / slots held): it takes free partitions up to it, and gives up those above it (after its
+    projection has stopped writing them). While a process runs a rebuild (key `rebuild`), it takes every
+    partition and the others give theirs up: the switch holds the whole live projection in one process."""
 
     def __init__(
         self, js: JetStreamContext, projector: str, member: str, count: int, ttl: float = 5.0, replicas: int = 1
@@ -143,13 +154,13 @@ class Partitions:
         self._js = js
         self._first = Lease(js, projector, member, ttl, replicas, key="p0")
         self.leases: list[Lease] = []
-        self._membership: Lease | None = None
+        self._slots: list[Lease] = []
         self.rebuild: Lease | None = None  # held while this process runs a rebuild
 
     async def open(self) -> None:
         await self._first.open()
         self.leases = [self._first, *(self._first.sibling(f"p{i}") for i in range(1, self.count))]
-        self._membership = self._first.sibling(MEMBERS + re.sub(r"[^-_=a-zA-Z0-9]", "_", self.member))
+        self._slots = [self._first.sibling(f"slot{n}") for n in range(1, SLOTS + 1)]
         self.rebuild = self._first.sibling(REBUILD)
 
     @property
@@ -169,20 +180,28 @@ class Partitions:
         for i in partitions:
             self.leases[i].check()
 
+    @property
+    def slot(self) -> int:
+        """The slot it holds (1..SLOTS), 0 if none."""
+        return next((n for n, lease in enumerate(self._slots, 1) if lease.held), 0)
+
     def token(self, partition: int) -> int:
         return self.leases[partition].token
 
     async def renew(self) -> None:
-        """Renew what it holds (what it no longer holds is no longer `owned`), and its membership."""
-        for lease in (self._membership, self.rebuild, *self.leases):
+        """Renew what it holds (what it no longer holds is no longer `owned`), or take a free slot."""
+        for lease in (*self._slots, self.rebuild, *self.leases):
             if lease.held:
                 await lease.renew()
-        if not self._membership.held:
-            await self._membership.acquire()
+        for lease in self._slots:
+            if self.slot or await lease.acquire():
+                return
 
     async def share(self, rebuilding: bool) -> int:
         """How many partitions it should hold now; while it runs a rebuild (`rebuilding`), it holds the key
         that says so (and all of them)."""
+        if not self.slot:
+            return 0
         if rebuilding:
             if self.rebuild.held or await self.rebuild.acquire():
                 return self.count
@@ -193,11 +212,8 @@ class Partitions:
         return math.ceil(self.count / await self._members())
 
     async def _members(self) -> int:
-        """The processes registered now (a key deleted by a graceful stop stays listed until it expires)."""
-        info = await self._js.stream_info(f"KV_{self.bucket}", subjects_filter=f"$KV.{self.bucket}.{MEMBERS}>")
-        keys = [subject.split(".", 2)[2] for subject in info.state.subjects or {}]
-        alive = [key for key in keys if await self._first.sibling(key).owner() is not None]
-        return max(len(alive), 1)
+        """The processes holding a slot now (this one among them)."""
+        return sum([await lease.owner() is not None for lease in self._slots])
 
     async def take(self, wanted: int) -> None:
         """Take up to `wanted` more free partitions."""
@@ -212,6 +228,11 @@ class Partitions:
             await self.leases[i].release()
 
     async def leave(self) -> None:
-        """A graceful stop: everything given up at once."""
-        for lease in (*self.leases, self.rebuild, self._membership):
-            await lease.release()
+        """A graceful stop: everything given up at once (what cannot be runs out with the TTL)."""
+        for lease in (*self.leases, self.rebuild, *self._slots):
+            try:
+                await lease.release()
+            except Exception as exc:
+                log.warning(
+                    "lease_not_released", bucket=self.bucket, key=lease.key, error=f"{type(exc).__name__}: {exc}"
+                )

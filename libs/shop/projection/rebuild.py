@@ -243,7 +243,7 @@ class Rebuild:
                 (t0, p0), (t1, p1) = samples[0], samples[-1]
                 status.rate = (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
                 status.eta_seconds = (status.target - status.position) / status.rate if status.rate else None
-                caught_up = await replay.caught_up(self._live.position)
+                caught_up = await replay.caught_up(self._live.frontier)
                 if replay.position > 0:  # (after caught_up: a short history may be replayed in one batch)
                     await failpoint("rebuild.replaying")
                 if caught_up and self._live.complete:  # the other processes give their partitions up meanwhile
@@ -262,7 +262,7 @@ class Rebuild:
         and the live projection move to the new generation. False if the replay fell behind again."""
         async with self._live.hold():
             deadline = time.monotonic() + 5
-            while not await replay.caught_up(self._live.position):
+            while not await replay.caught_up(self._live.frontier):
                 if time.monotonic() > deadline:
                     return False
                 await asyncio.sleep(0.01)

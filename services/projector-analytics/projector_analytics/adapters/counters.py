@@ -159,11 +159,16 @@ class AnalyticsStore:
     async def checkpoints(self, count: int, partitions: Iterable[int]) -> dict[int, Checkpoint]:
         partitions = list(partitions)
         fields = [f"{name}{partition_suffix(p, count)}" for p in partitions for name in ("position", "parked")]
-        found = await self._redis.hmget(analytics_checkpoint(self.name), fields) if fields else []
-        return {
-            p: Checkpoint(position=int(position or 0), parked=parked_decoder.decode(parked) if parked else {})
-            for p, position, parked in zip(partitions, found[::2], found[1::2], strict=True)
-        }
+        found = await self._redis.hmget(analytics_checkpoint(self.name), [*fields, "position", "parked"])
+        stored = [
+            Checkpoint(position=int(position), parked=parked_decoder.decode(parked) if parked else {})
+            if position
+            else None
+            for position, parked in zip(found[::2], found[1::2], strict=True)
+        ]
+        # a partition without a checkpoint of its own starts from the one-partition checkpoint (P was 1)
+        whole = stored.pop() or Checkpoint()
+        return {p: mine or Scope(count, {p: 0}).split(whole)[p] for p, mine in zip(partitions, stored, strict=True)}
 
     async def prepare(self, events: Sequence[Event]) -> Changes:
         batch, rejected, blocked, commands = [], {}, {}, []
