@@ -195,3 +195,11 @@ async def test_a_partition_without_a_checkpoint_starts_from_the_one_partition_ch
     found = await store.checkpoints(4, range(4))
     assert {p: c.position for p, c in found.items()} == {0: 40, 1: 40, 2: 50, 3: 40}
     assert (found[1].parked, found[2].parked, found[3].parked) == ({mine: 7}, {}, {other: 9})
+
+
+async def test_going_back_to_one_partition_starts_from_the_lowest_of_the_partitions(redis):
+    client, prefix = redis
+    store = AnalyticsStore(client, f"{prefix}a:")
+    for p, position in enumerate((60, 55, 70, 65)):
+        await store.commit(Checkpoint(position=position), Scope(4, {p: 0}))
+    assert await store.checkpoints(1, [0]) == {0: Checkpoint(position=55)}

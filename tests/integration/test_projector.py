@@ -13,7 +13,7 @@ from shop.contracts.events import DomainEvent, ProductCreated, ProductRestocked
 from shop.messaging import DLQ_STREAM, EVENTS_STREAM
 from shop.projection.dlq import dead_letters
 from shop.projection.documents import DocumentReadModel, open_client
-from shop.projection.engine import Projector
+from shop.projection.engine import Checkpoint, Projector, Scope
 from tests.conftest import OPENSEARCH_URL, NatsServer
 from tests.envelopes import envelope
 
@@ -163,3 +163,13 @@ async def test_a_deleted_consumer_is_recreated_without_a_restart(nc, catalog):
         await projector.stop()
     assert (await document(catalog, p1))["stock"] == 5
     assert (await js.stream_info(DLQ_STREAM)).state.messages == 0
+
+
+async def test_a_document_store_changing_its_partitions_starts_from_what_the_other_partitioning_stored(catalog):
+    store = await catalog.active()
+    for p, position in enumerate((60, 55, 70, 65)):
+        await store.commit(Checkpoint(position=position), Scope(4, {p: 0}))
+    await catalog._client.indices.refresh(index=catalog._state_index)
+    assert await store.checkpoints(1, [0]) == {0: Checkpoint(position=55)}  # 4 -> 1: the lowest
+    await store.commit(Checkpoint(position=80))
+    assert [c.position for c in (await store.checkpoints(2, [0, 1])).values()] == [80, 80]  # 1 -> 2

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from query_service.adapters.positions import ProjectionPositions
-from shop.projection.engine import Position, Progress, partition
+from shop.projection.engine import Checkpoint, Position, Progress, partition, resolve_checkpoints
 from shop.read_models import CATALOG, PROJECTORS
 
 
@@ -93,3 +93,20 @@ def test_a_partitioned_projection_has_passed_what_every_partition_has_passed():
     assert (progress.position, progress.searchable) == (120, 110)
     progress.update(Position(projector=CATALOG, position=50, partitions=(3,)), exact=True)  # a rebuilt store
     assert progress.position == 50 and progress.parked_at(parked) is None
+
+
+def test_a_partition_without_a_checkpoint_starts_from_the_lowest_of_a_complete_other_partitioning():
+    """P changed: 1 -> 4 starts each partition where the one left off (its own parked aggregates only);
+    4 -> 1 starts at the lowest of the four; a partitioning with a partition missing says nothing."""
+    first, third = (next(f"order-{i}" for i in range(100) if partition(f"order-{i}", 4) == p) for p in (1, 3))
+    whole = {"": Checkpoint(position=40, parked={first: 7, third: 9})}
+    found = resolve_checkpoints(whole, 4, range(4))
+    assert [c.position for c in found.values()] == [40] * 4
+    assert (found[1].parked, found[2].parked, found[3].parked) == ({first: 7}, {}, {third: 9})
+
+    four = {f"#{p}/4": Checkpoint(position=50 + p, parked={third: 9} if p == 3 else {}) for p in range(4)}
+    assert resolve_checkpoints(four, 1, [0]) == {0: Checkpoint(position=50, parked={third: 9})}
+    assert resolve_checkpoints(whole | four, 1, [0]) == {0: whole[""]}  # its own first
+    del four["#2/4"]
+    assert resolve_checkpoints(four, 1, [0]) == {0: Checkpoint()}  # incomplete: from the start
+    assert resolve_checkpoints(four | {"": Checkpoint(position=30)}, 8, [5])[5].position == 30

@@ -20,7 +20,7 @@ from opensearchpy.serializer import JSONSerializer
 
 from shop.contracts.events import DomainEvent, Envelope
 from shop.projection.app import projector_app
-from shop.projection.engine import WHOLE, Checkpoint, Event, Scope, partition_suffix
+from shop.projection.engine import WHOLE, Checkpoint, Event, Scope, partition_suffix, resolve_checkpoints
 from shop.projection.rebuild import RebuildState
 from shop.read_models import projection_state_index
 from shop.settings import ProjectorSettings
@@ -96,14 +96,21 @@ class DocumentStore:
         self._cache.clear()  # whoever wrote meanwhile, the store is the truth
         await self._client.indices.refresh(index=self.name)  # a replayed generation is not refreshed by itself
         self._known = set() if (await self._client.count(index=self.name))["count"] == 0 else None
-        ids = {self.name: -1} | {self.name + partition_suffix(p, count): p for p in partitions}  # -1: the whole
-        found = await self._client.mget(index=self._state_index, body={"ids": list(ids)}, realtime=True)
+        own = [self.name + partition_suffix(p, count) for p in partitions]
+        found = await self._client.mget(index=self._state_index, body={"ids": [*own, self.name]}, realtime=True)
+        docs = {doc["_id"]: doc["_source"] for doc in found["docs"] if doc.get("found")}
+        if any(i not in docs for i in own):  # P changed: the checkpoints of the generation's other partitionings
+            every = await self._client.search(
+                index=self._state_index,
+                body={"query": {"term": {"generation": self.name}}, "size": 1000},
+            )
+            docs = {hit["_id"]: hit["_source"] for hit in every["hits"]["hits"]} | docs
         stored = {
-            ids[doc["_id"]]: msgspec.convert(doc["_source"], Checkpoint) for doc in found["docs"] if doc.get("found")
+            i.removeprefix(self.name): msgspec.convert(d, Checkpoint)
+            for i, d in docs.items()
+            if i == self.name or i.startswith(self.name + "#")
         }
-        # a partition without a checkpoint of its own starts from the one-partition checkpoint (P was 1)
-        whole = stored.get(-1, Checkpoint())
-        return {p: stored.get(p) or Scope(count, {p: 0}).split(whole)[p] for p in partitions}
+        return resolve_checkpoints(stored, count, partitions)
 
     async def commit(self, checkpoint: Checkpoint, scope: Scope = WHOLE) -> None:
         """The fencing tokens are not checked here: a _bulk is no atomic step, so the engine checks the leases

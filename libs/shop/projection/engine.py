@@ -82,6 +82,27 @@ class Scope(NamedTuple):
 WHOLE = Scope(1, {0: 0})  # one partition, no fencing
 
 
+def resolve_checkpoints(stored: dict[str, Checkpoint], count: int, partitions: Iterable[int]) -> dict[int, Checkpoint]:
+    """Each of `partitions`' checkpoint, from what a generation has stored under each partition suffix (of
+    any count). One without its own (P was changed) starts from the most advanced other partitioning that
+    is complete, at its lowest position: every aggregate is applied up to there."""
+    by_count: dict[int, dict[int, Checkpoint]] = {}
+    for suffix, checkpoint in stored.items():
+        p, of = (0, 1) if not suffix else (int(n) for n in suffix.removeprefix("#").split("/"))
+        by_count.setdefault(of, {})[p] = checkpoint
+    starts = [
+        Checkpoint(
+            position=min(c.position for c in parts.values()),
+            parked={a: seq for c in parts.values() for a, seq in c.parked.items()},
+        )
+        for of, parts in by_count.items()
+        if of != count and len(parts) == of
+    ]
+    start = max(starts, key=lambda c: c.position, default=Checkpoint())
+    own = by_count.get(count, {})
+    return {p: own.get(p) or Scope(count, {p: 0}).split(start)[p] for p in partitions}
+
+
 class Event(NamedTuple):
     seq: int  # stream sequence
     envelope: Envelope
@@ -347,7 +368,8 @@ class Projector:
         async with self._lock:
             await self._settle()
             if self.checkpoint.position and not self.failure:
-                await self._commit(self.checkpoint)
+                with contextlib.suppress(Exception):  # a lease lost, the store away: the next owner goes on
+                    await self._commit(self.checkpoint)  # from the last checkpoint stored
             self.owned = owned
             await self._unsubscribe()  # the loop subscribes again
         log.info("partitions_reassigned", projector=self.name, partitions=sorted(owned))

@@ -17,7 +17,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from projector_analytics.changes import analytics_changes, merge
-from shop.projection.engine import WHOLE, Checkpoint, Event, Scope, partition_suffix
+from shop.projection.engine import WHOLE, Checkpoint, Event, Scope, partition_suffix, resolve_checkpoints
 from shop.projection.lease import LeaseLost
 from shop.projection.rebuild import RebuildState
 from shop.read_models import AnalyticsKeys, analytics_checkpoint, analytics_pointer
@@ -157,18 +157,16 @@ class AnalyticsStore:
         self._apply_merged = redis.register_script(APPLY_MERGED)
 
     async def checkpoints(self, count: int, partitions: Iterable[int]) -> dict[int, Checkpoint]:
-        partitions = list(partitions)
-        fields = [f"{name}{partition_suffix(p, count)}" for p in partitions for name in ("position", "parked")]
-        found = await self._redis.hmget(analytics_checkpoint(self.name), [*fields, "position", "parked"])
-        stored = [
-            Checkpoint(position=int(position), parked=parked_decoder.decode(parked) if parked else {})
-            if position
-            else None
-            for position, parked in zip(found[::2], found[1::2], strict=True)
-        ]
-        # a partition without a checkpoint of its own starts from the one-partition checkpoint (P was 1)
-        whole = stored.pop() or Checkpoint()
-        return {p: mine or Scope(count, {p: 0}).split(whole)[p] for p, mine in zip(partitions, stored, strict=True)}
+        fields = await self._redis.hgetall(analytics_checkpoint(self.name))  # of every partitioning
+        stored = {
+            name.decode().removeprefix("position"): Checkpoint(
+                position=int(value),
+                parked=parked_decoder.decode(fields.get(b"parked" + name.removeprefix(b"position"), b"{}")),
+            )
+            for name, value in fields.items()
+            if name.startswith(b"position")
+        }
+        return resolve_checkpoints(stored, count, partitions)
 
     async def prepare(self, events: Sequence[Event]) -> Changes:
         batch, rejected, blocked, commands = [], {}, {}, []
