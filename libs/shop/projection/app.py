@@ -18,7 +18,7 @@ from nats.aio.client import Client as NATS
 
 from shop import messaging
 from shop.ops import Readiness, ops_app, ops_token_guard
-from shop.projection.dlq import redrive_handler
+from shop.projection.dlq import dead_letters, redrive_handler
 from shop.projection.engine import Projector
 from shop.projection.lease import Partitions
 from shop.projection.rebuild import ReadModel, Rebuild, rebuild_handlers
@@ -45,6 +45,7 @@ class Owner:
         self._nc, self._name, self._settings, self._read_model = nc, name, settings, read_model
         self.partitions, self.projectors, self.rebuilds = partitions, projectors, rebuilds
         self._task: asyncio.Task | None = None
+        self._helper: Projector | None = None  # its partitions' replay, into the generation a rebuild fills
 
     async def start(self) -> None:
         await self._balance()
@@ -56,6 +57,7 @@ class Owner:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._help(frozenset())
         await self._project(frozenset())
         await self.partitions.leave()
 
@@ -79,14 +81,16 @@ class Owner:
         projection no longer writes them."""
         partitions = self.partitions
         await partitions.renew()
-        share = await partitions.share(rebuilding=bool(self.rebuilds and self.rebuilds[0].running))
+        share = await partitions.share(rebuilding=bool(self.rebuilds and self.rebuilds[0].exclusive))
         owned = partitions.owned
         if len(owned) > share:
             keep = frozenset(sorted(owned)[:share])  # partition 0 (rebuilds) stays where it is
+            await self._help(keep)
             await self._project(keep)
             await partitions.release(owned - keep)
         elif len(owned) < share:
             await partitions.take(share - len(owned))
+        await self._help(partitions.owned)  # first: a helper gives its consumer up to the rebuild it now leads
         await self._project(partitions.owned)
         rebuild = self.rebuilds[0] if self.rebuilds else None
         if rebuild and rebuild.status.state == "paused" and partitions.leases[0].valid():
@@ -95,8 +99,7 @@ class Owner:
     async def _project(self, owned: frozenset[int]) -> None:
         """Project `owned`: start, reassign or stop the projection, and the rebuilds with partition 0."""
         projector = self.projectors[0] if self.projectors else None
-        slot = self.partitions.slot
-        consumer = self._name if slot == 1 else f"{self._name}-{slot}"  # its slot's: see lease.SLOTS
+        consumer = self._consumer(self._name)
         replace = projector is not None and (not owned or projector.consumer != consumer)
         if self.rebuilds and (replace or 0 not in owned):
             await self.rebuilds.pop().stop()
@@ -125,10 +128,62 @@ class Owner:
         elif projector.owned != owned:
             await projector.reassign(owned)
         if 0 in owned and not self.rebuilds:
-            leader = self.partitions.leases[0]
-            rebuild = Rebuild(self._nc, self._name, self._read_model, projector, fence=lambda: leader.check())
+            rebuild = Rebuild(
+                self._nc,
+                self._name,
+                self._read_model,
+                projector,
+                fence=self.partitions.check,
+                consumer=self._consumer(f"{self._name}-rebuild"),
+            )
             self.rebuilds.append(rebuild)
             await rebuild.resume()
+
+    def _consumer(self, name: str) -> str:
+        """The durable consumer `name` of this process: by its slot (lease.SLOTS, deploy/nats/auth.conf)."""
+        slot = self.partitions.slot
+        return name if slot == 1 else f"{name}-{slot}"
+
+    async def _help(self, owned: frozenset[int]) -> None:
+        """While a rebuild replays (run by the process holding partition 0), a process that does not lead
+        replays its own partitions into the new generation, so that the replay is shared like the live
+        projection; the leader takes every partition for the end of it and the switch."""
+        state = None
+        if owned and 0 not in owned:
+            state = await self._read_model.rebuild_state()
+        generation = state.generation if state is not None and state.phase == "replaying" else None
+        consumer = self._consumer(f"{self._name}-rebuild")
+        helper = self._helper
+        if helper is not None and (helper.store.name != generation or helper.consumer != consumer):
+            self._helper = None
+            await helper.stop(self._settings.shutdown_timeout)
+            log.info("replay_help_stopped", projector=self._name, generation=helper.store.name)
+            helper = None
+        if generation is None:
+            return
+        if helper is None:
+            self.partitions.check(owned)  # a stalled process must not make a generation cancelled meanwhile
+            letters = frozenset(d.stream_seq for d in await dead_letters(self._nc.jetstream(), self._name))
+            helper = Projector(
+                self._nc,
+                f"{self._name}-rebuild",
+                await self._read_model.generation(generation),
+                consumer=consumer,
+                dead_letters=self._name,
+                announce=False,
+                skip_letters=letters,
+                refresh=False,
+                filtered=True,
+                batch=1000,
+                partitions=self.partitions.count,
+                owned=owned,
+                fence=self.partitions.check,
+            )
+            await helper.start()
+            self._helper = helper
+            log.info("replay_helping", projector=self._name, generation=generation, partitions=sorted(owned))
+        elif helper.owned != owned:
+            await helper.reassign(owned)
 
 
 def projector_app(

@@ -8,7 +8,12 @@ pointer key) and the live projection goes on in the new generation from its chec
 after the switch. Then the old generation is deleted.
 
 The rebuild's state is kept in the read model's store: a process that dies or is stopped at any
-step finishes the rebuild when it starts again, and the active generation is never deleted."""
+step finishes the rebuild when it starts again, and the active generation is never deleted.
+
+With several processes sharing the projector's partitions, the one holding partition 0 runs the
+rebuild and each process replays its own partitions (the others through `Owner._help`, shop.projection.app).
+Once its own have caught up, the rebuild asks for every partition (`exclusive`): the others give theirs
+up, it goes on from the checkpoints they reached, and switches holding the whole live projection."""
 
 import argparse
 import asyncio
@@ -114,12 +119,21 @@ class Rebuild:
         read_model: ReadModel,
         live: Projector,
         poll: float = 0.2,
-        fence: Callable[[], None] = lambda: None,  # raises LeaseLost once this process may no longer write
+        # raises LeaseLost once this process may no longer write the given partitions
+        fence: Callable[[frozenset[int]], None] = lambda partitions: None,
+        consumer: str | None = None,  # the replay's durable consumer: `<name>-rebuild` unless given
     ) -> None:
         self._nc, self._js, self._name, self._read_model, self._live = nc, nc.jetstream(), name, read_model, live
         self._poll, self._fence = poll, fence
+        self._consumer = consumer or f"{name}-rebuild"
         self.status = RebuildStatus(projector=name)
         self._task: asyncio.Task | None = None
+        # asks for every partition (the other processes give theirs up): for the switch, or to cancel
+        self.exclusive = False
+
+    def _lead(self) -> None:
+        """Before a write of the rebuild's own: LeaseLost unless this process still holds partition 0."""
+        self._fence(frozenset({0}))
 
     @property
     def running(self) -> bool:
@@ -149,19 +163,31 @@ class Rebuild:
             if await self._read_model.active_name() == state.generation:
                 self.start(state)
                 return True
-            self._fence()
+            await self._alone()  # no other process replays into the generation any more
+            self._lead()
             with contextlib.suppress(NotFoundError):
-                await self._js.delete_consumer(EVENTS_STREAM, f"{self._name}-rebuild")
+                await self._js.delete_consumer(EVENTS_STREAM, self._consumer)
             await self._read_model.retire(state.generation)
             await self._read_model.save_rebuild_state(None)
         except Exception as exc:  # stopped, not thrown away: the stored state lets a DELETE again finish it
             self.status.state, self.status.error = "failed", f"cancelling: {type(exc).__name__}: {exc}"
             log.exception("rebuild_cancel_failed", projector=self._name)
             raise
+        finally:
+            self.exclusive = False
         self.status.state, self.status.finished_at = "cancelled", datetime.now(UTC)
         seconds = round(time.monotonic() - started, 3)
         log.info("rebuild_cancelled", projector=self._name, generation=state.generation, seconds=seconds)
         return True
+
+    async def _alone(self, timeout: float = 30) -> None:
+        """Take every partition: the processes replaying theirs into the new generation stop."""
+        self.exclusive = True
+        deadline = time.monotonic() + timeout
+        while not self._live.complete:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the other processes did not give their partitions up in {timeout:.0f}s")
+            await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -178,20 +204,20 @@ class Rebuild:
                     raise RuntimeError(f"EVENTS starts at #{stream.first_seq}, not #1: a replay would be incomplete")
                 name, previous = await self._read_model.next_generation(), self._live.store.name
                 state = RebuildState(generation=name, previous=previous, started_at=status.started_at)
-                self._fence()
+                self._lead()
                 await self._read_model.save_rebuild_state(state)  # before the generation exists: no orphan
                 log.info("rebuild_started", projector=self._name, generation=state.generation)
             status.generation, status.previous = state.generation, state.previous
             if state.phase == "replaying" and await self._read_model.active_name() != state.generation:
                 await self._replay_and_switch(state)
             state.phase = "switched"
-            self._fence()
+            self._lead()
             await self._read_model.save_rebuild_state(state)
             await failpoint("rebuild.switched")
             with contextlib.suppress(NotFoundError):
-                await self._js.delete_consumer(EVENTS_STREAM, f"{self._name}-rebuild")
+                await self._js.delete_consumer(EVENTS_STREAM, self._consumer)
             if state.previous != state.generation:
-                self._fence()
+                self._lead()
                 await self._read_model.retire(state.previous)
             await self._read_model.save_rebuild_state(None)
             status.state = "done"
@@ -207,6 +233,7 @@ class Rebuild:
             log.exception("rebuild_failed", projector=self._name)
         finally:
             status.finished_at = datetime.now(UTC)
+            self.exclusive = False
 
     async def _replay_and_switch(self, state: RebuildState) -> None:
         status = self.status
@@ -221,6 +248,7 @@ class Rebuild:
             self._nc,
             f"{self._name}-rebuild",
             store,
+            consumer=self._consumer,
             dead_letters=self._name,
             announce=False,
             skip_letters=parked,
@@ -228,9 +256,9 @@ class Rebuild:
             filtered=True,
             batch=1000,
             partitions=self._live.partitions,  # each one's checkpoint, for the live projection after the switch
-            # the replay writes with no fencing tokens (the new generation's writes are idempotent): the
-            # check of this process's lease before each write fences it
-            fence=lambda partitions: self._fence(),
+            owned=self._live.owned,  # the other processes replay theirs (replay_into)
+            # no fencing tokens (writes to the new generation are idempotent): the lease checks fence it
+            fence=self._fence,
         )
         await replay.start()
         samples: list[tuple[float, int]] = []
@@ -243,10 +271,14 @@ class Rebuild:
                 (t0, p0), (t1, p1) = samples[0], samples[-1]
                 status.rate = (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
                 status.eta_seconds = (status.target - status.position) / status.rate if status.rate else None
+                if replay.owned != self._live.owned:  # partitions gained or given up
+                    await replay.reassign(self._live.owned)
                 caught_up = await replay.caught_up(self._live.frontier)
                 if replay.position > 0:  # (after caught_up: a short history may be replayed in one batch)
                     await failpoint("rebuild.replaying")
-                if caught_up and self._live.complete:  # the other processes give their partitions up meanwhile
+                if caught_up:  # its partitions: the others give theirs up, and this one finishes them
+                    self.exclusive = True
+                if caught_up and self._live.complete and replay.complete:
                     if not prepared:  # the slow part, while the live projection goes on
                         async with replay.hold():
                             await self._read_model.prepare(store)
@@ -268,7 +300,7 @@ class Rebuild:
                 await asyncio.sleep(0.01)
             self.status.state = "switching"
             await replay.stop()
-            self._fence()
+            self._lead()
             await self._read_model.activate(store)
             await failpoint("rebuild.switching")
             await self._live.switch(store)
