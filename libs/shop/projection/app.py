@@ -17,6 +17,7 @@ from litestar.enums import MediaType
 from nats.aio.client import Client as NATS
 
 from shop import messaging
+from shop.messaging import EVENTS_STREAM
 from shop.ops import Readiness, ops_app, ops_token_guard
 from shop.projection.dlq import dead_letters, redrive_handler
 from shop.projection.engine import Projector
@@ -157,6 +158,8 @@ class Owner:
         if helper is not None and (helper.store.name != generation or helper.consumer != consumer):
             self._helper = None
             await helper.stop(self._settings.shutdown_timeout)
+            with contextlib.suppress(Exception):  # an idle consumer left behind costs little: the next one replaces it
+                await self._nc.jetstream().delete_consumer(EVENTS_STREAM, helper.consumer)
             log.info("replay_help_stopped", projector=self._name, generation=helper.store.name)
             helper = None
         if generation is None:

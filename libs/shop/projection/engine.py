@@ -371,8 +371,13 @@ class Projector:
                 with contextlib.suppress(Exception):  # a lease lost, the store away: the next owner goes on
                     await self._commit(self.checkpoint)  # from the last checkpoint stored
             self.owned = owned
-            await self._unsubscribe()  # the loop subscribes again
-        log.info("partitions_reassigned", projector=self.name, partitions=sorted(owned))
+            await self._unsubscribe()
+            # nothing is claimed of the new set (positions, caught_up(), the checkpoint stored at a stop) until
+            # the store has said where each of its partitions is
+            self.checkpoint, self._floors = Checkpoint(), {}
+            with contextlib.suppress(Exception):  # the store or NATS away: the loop subscribes again
+                await self._subscribe()
+        log.info("partitions_reassigned", projector=self.name, partitions=sorted(owned), position=self.position)
 
     async def _subscribe(self) -> None:
         self._may_write()  # a former owner must not take the consumer back
