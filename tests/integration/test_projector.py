@@ -13,7 +13,7 @@ from shop.contracts.events import DomainEvent, ProductCreated, ProductRestocked
 from shop.messaging import DLQ_STREAM, EVENTS_STREAM
 from shop.projection.dlq import dead_letters
 from shop.projection.documents import DocumentReadModel, open_client
-from shop.projection.engine import Checkpoint, Projector, Scope
+from shop.projection.engine import Checkpoint, Projector, Scope, partition
 from tests.conftest import OPENSEARCH_URL, NatsServer
 from tests.envelopes import envelope
 
@@ -173,3 +173,25 @@ async def test_a_document_store_changing_its_partitions_starts_from_what_the_oth
     assert await store.checkpoints(1, [0]) == {0: Checkpoint(position=55)}  # 4 -> 1: the lowest
     await store.commit(Checkpoint(position=80))
     assert [c.position for c in (await store.checkpoints(2, [0, 1])).values()] == [80, 80]  # 1 -> 2
+
+
+async def test_partitions_gained_are_projected_from_their_own_checkpoints(nc, catalog):
+    """A projector of partitions 0-3 of 8 applies only their products; given all eight, it claims nothing of
+    the new ones until it has read their checkpoints, and then projects them from there."""
+    products = [str(uuid.uuid4()) for _ in range(24)]
+    last = await publish(nc, *(event(p, 1, created()) for p in products))
+    mine = {p for p in products if partition(p, 8) < 4}
+    assert mine and mine != set(products)
+    projector = Projector(nc, "catalog", await catalog.active(), partitions=8, owned=frozenset(range(4)))
+    await projector.start()
+    try:
+        await passed(projector, last)
+        assert {p for p in products if await document(catalog, p)} == mine
+        await projector.reassign(frozenset(range(8)))
+        assert projector.position == 0  # partitions 4-7 have stored nothing yet
+        await passed(projector, last)
+    finally:
+        await projector.stop()
+    assert all([await document(catalog, p) for p in products])
+    stored = await (await catalog.active()).checkpoints(8, range(8))
+    assert {c.position for c in stored.values()} == {last}
