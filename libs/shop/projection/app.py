@@ -19,10 +19,10 @@ from nats.aio.client import Client as NATS
 from shop import messaging
 from shop.messaging import EVENTS_STREAM
 from shop.ops import Readiness, ops_app, ops_token_guard
-from shop.projection.dlq import dead_letters, redrive_handler
+from shop.projection.dlq import redrive_handler
 from shop.projection.engine import Projector
 from shop.projection.lease import Partitions
-from shop.projection.rebuild import ReadModel, Rebuild, rebuild_handlers
+from shop.projection.rebuild import ReadModel, Rebuild, rebuild_handlers, replay_projector
 from shop.settings import ProjectorSettings
 
 log = structlog.get_logger()
@@ -166,21 +166,14 @@ class Owner:
             return
         if helper is None:
             self.partitions.check(owned)  # a stalled process must not make a generation cancelled meanwhile
-            letters = frozenset(d.stream_seq for d in await dead_letters(self._nc.jetstream(), self._name))
-            helper = Projector(
+            helper = await replay_projector(
                 self._nc,
-                f"{self._name}-rebuild",
+                self._name,
                 await self._read_model.generation(generation),
-                consumer=consumer,
-                dead_letters=self._name,
-                announce=False,
-                skip_letters=letters,
-                refresh=False,
-                filtered=True,
-                batch=1000,
-                partitions=self.partitions.count,
-                owned=owned,
-                fence=self.partitions.check,
+                consumer,
+                self.partitions.count,
+                owned,
+                self.partitions.check,
             )
             await helper.start()
             self._helper = helper

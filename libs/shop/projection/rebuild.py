@@ -243,22 +243,8 @@ class Rebuild:
         except asyncio.CancelledError:  # a cancelled HTTP call may still make the index: let it finish first,
             await creating  # so that whoever cancelled (DELETE /rebuild) deletes a generation that exists
             raise
-        parked = frozenset(letter.stream_seq for letter in await dead_letters(self._js, self._name))
-        replay = Projector(
-            self._nc,
-            f"{self._name}-rebuild",
-            store,
-            consumer=self._consumer,
-            dead_letters=self._name,
-            announce=False,
-            skip_letters=parked,
-            refresh=False,
-            filtered=True,
-            batch=1000,
-            partitions=self._live.partitions,  # each one's checkpoint, for the live projection after the switch
-            owned=self._live.owned,  # the other processes replay theirs (replay_into)
-            # no fencing tokens (writes to the new generation are idempotent): the lease checks fence it
-            fence=self._fence,
+        replay = await replay_projector(
+            self._nc, self._name, store, self._consumer, self._live.partitions, self._live.owned, self._fence
         )
         await replay.start()
         samples: list[tuple[float, int]] = []
@@ -307,6 +293,37 @@ class Rebuild:
             self.status.position = replay.position
             log.info("rebuild_switched", projector=self._name, generation=store.name, position=replay.position)
             return True
+
+
+async def replay_projector(
+    nc: NATS,
+    name: str,
+    store: Store,
+    consumer: str,
+    partitions: int,
+    owned: frozenset[int],
+    fence: Callable[[frozenset[int]], None],
+) -> Projector:
+    """A replay of projector `name`'s partitions `owned` into a new generation: bulk batches, no refresh, no
+    announcement; poison dead-lettered under the live name, except what is in the DLQ already. Each
+    partition's checkpoint is stored, for the live projection after the switch. No fencing tokens (writes
+    to a new generation are idempotent): the lease check before each write (`fence`) fences it."""
+    parked = frozenset(letter.stream_seq for letter in await dead_letters(nc.jetstream(), name))
+    return Projector(
+        nc,
+        f"{name}-rebuild",
+        store,
+        consumer=consumer,
+        dead_letters=name,
+        announce=False,
+        skip_letters=parked,
+        refresh=False,
+        filtered=True,
+        batch=1000,
+        partitions=partitions,
+        owned=owned,
+        fence=fence,
+    )
 
 
 def not_here() -> Response[RebuildStatus]:
