@@ -25,6 +25,9 @@ class FailingPublisher:
     def __init__(self, publisher, fail_after: int) -> None:
         self._publisher, self.fail_after, self.attempts = publisher, fail_after, 0
 
+    async def last_sequence(self) -> int:
+        return await self._publisher.last_sequence()
+
     async def publish_async(self, *args, **kwargs):
         self.attempts += 1
         if self.attempts > self.fail_after:
@@ -37,6 +40,9 @@ class LosingPublisher:
 
     def __init__(self, publisher, lose: int) -> None:
         self._publisher, self.lose, self.attempts = publisher, lose, 0
+
+    async def last_sequence(self) -> int:
+        return await self._publisher.last_sequence()
 
     async def publish_async(self, *args, **kwargs):
         self.attempts += 1
@@ -185,10 +191,10 @@ async def test_a_nats_killed_mid_batch_loses_reorders_and_duplicates_nothing(poo
     await assert_stored_once_each_in_commit_order(pool, stored)
 
 
-async def test_events_published_before_a_crash_keep_their_sequences_and_the_rest_follow_in_one_flush(pool, tmp_path):
+async def test_events_published_before_a_crash_keep_their_sequences_and_the_rest_follow(pool, tmp_path):
     """A relay died after JetStream acknowledged its first three events, before it recorded them: the next
-    flush finds the stream ahead of the recorded sequences, goes one by one, and has the three acknowledged
-    as the duplicates they are, at their first sequences, before the others."""
+    flushes have the three acknowledged as the duplicates they are, at their first sequences, before the
+    others."""
     server = RestartableNats(tmp_path)  # its own stream: nothing else publishes there
     server.start()
     nc = await messaging.connect(server.url, "test-relay")
@@ -198,11 +204,47 @@ async def test_events_published_before_a_crash_keep_their_sequences_and_the_rest
     js = nc.jetstream()
     for envelope_ in map(envelope_from_row, rows):
         await js.publish(envelope_.subject, msgspec.json.encode(envelope_), headers={"Nats-Msg-Id": envelope_.event_id})
+    relay = OutboxRelay(pool, Publisher(nc), interval=3600)
     try:
-        assert await OutboxRelay(pool, Publisher(nc), interval=3600).flush() == 6
+        flushed = [await relay.flush() for _ in range(6)]
+        assert sum(flushed) == 6 and flushed[-1] == 0
         stored = await stored_messages(js)
     finally:
         await nc.close()
         server.kill()
 
     await assert_stored_once_each_in_commit_order(pool, stored)
+
+
+async def test_a_transaction_that_commits_late_does_not_reorder_the_streams_after_it(pool, tmp_path):
+    """A transaction takes its position, then commits after a later one: its event is published after the
+    later one's, so the newest recorded position is no longer the stream's last message. The next batch
+    must still be stored in position order: each stream's versions in the order of their sequences."""
+    server = RestartableNats(tmp_path)  # its own stream: nothing else publishes there
+    server.start()
+    nc = await messaging.connect(server.url, "test-relay")
+    await messaging.ensure_streams(nc)
+    js = nc.jetstream()
+    relay = OutboxRelay(pool, Publisher(nc), interval=3600)
+    late = EventStore(pool).session(["p-late"])
+    try:
+        session = await late.__aenter__()
+        await session.append([envelope("p-late", 1, ProductRestocked(quantity=1))])  # its position taken
+        await append_restocks(pool, "p-early", 1)  # a later position, committed first
+        assert await relay.flush() == 1
+        await late.__aexit__(None, None, None)  # commits now
+        assert await relay.flush() == 1  # published after the later position
+        await append_restocks(pool, "p-next", 3)  # one stream, three versions, in one transaction
+        while await relay.flush():
+            pass
+        stored = await stored_messages(js)
+    finally:
+        await nc.close()
+        server.kill()
+
+    versions: dict[str, list[int]] = {}
+    for message in stored:
+        event = msgspec.json.decode(message.data)
+        versions.setdefault(event["stream_id"], []).append(event["version"])
+    assert versions == {"p-early": [1], "p-late": [1], "p-next": [1, 2, 3]}
+    assert await pool.fetchval("select count(*) from outbox") == 0

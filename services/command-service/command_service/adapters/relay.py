@@ -2,14 +2,17 @@
 outbox rows. A crash in between re-publishes on restart; `Nats-Msg-Id` = event_id makes that safe.
 
 A batch goes out with its acks in flight together. Each message carries `Nats-Expected-Last-Sequence`:
-the sequence of the last recorded event plus its place in the batch, so JetStream stores it only
-right after the one before it: if a message is lost (a NATS restart mid-batch, a new stream leader),
-the ones after it are refused rather than stored out of order, and the next flush starts again at
-the lost one. (Not `Nats-Expected-Last-Msg-Id`: a cluster node that restarted checks that one against
-a last id it no longer knows, and stops copying the stream.) When the stream's last message is not
-the last recorded one (published before a crash, before its sequence was recorded), the batch goes
-out one message at a time without the header, each after the last one's ack: a message already
-there is acknowledged as the duplicate it is."""
+the stream's last sequence (asked of JetStream as the batch starts, while this relay alone publishes)
+plus its place in the batch, so JetStream stores it only right after the one before it: if a message
+is lost (a NATS restart mid-batch, a new stream leader) or refused, the ones after it are refused
+rather than stored out of order, and the next flush starts again at it. (Not the sequence of the last
+recorded event: events of transactions that commit late are published after later positions, so the
+newest position recorded is not always the stream's last, and a batch expecting too low a sequence
+would have its first messages refused and the next ones stored before them. Not
+`Nats-Expected-Last-Msg-Id`: a cluster node that restarted checks that one against a last id it no
+longer knows, and stops copying the stream.) A message published before a crash, before its sequence
+was recorded, is acknowledged as the duplicate it is, at its first sequence; the ones after it wait for
+the next flush (or, when the batch's first one is refused, go one at a time without the header)."""
 
 import asyncio
 import contextlib
@@ -25,7 +28,7 @@ from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError
 
 from command_service.adapters.event_store import COLUMNS, envelope_from_row
-from shop.messaging import DUPLICATE_WINDOW
+from shop.messaging import DUPLICATE_WINDOW, EVENTS_STREAM
 from shop.metrics import EVENTS_PUBLISHED, OUTBOX_OLDEST_AGE
 
 log = structlog.get_logger()
@@ -51,6 +54,10 @@ class Publisher:
         self._acks: dict[str, asyncio.Future[PubAck]] = {}
         self._ids = itertools.count()
         self._subscribed = False
+
+    async def last_sequence(self) -> int:
+        """The EVENTS stream's last sequence."""
+        return (await self._nc.jetstream().stream_info(EVENTS_STREAM)).state.last_seq
 
     async def publish_async(self, subject: str, payload: bytes, headers: dict[str, str]) -> asyncio.Future[PubAck]:
         if not self._subscribed:
@@ -230,17 +237,14 @@ class OutboxRelay:
         async with self._lock, self._pool.acquire() as conn, conn.transaction():
             if not await conn.fetchval("select pg_try_advisory_xact_lock($1)", RELAY_LOCK):
                 return 0
-            # published in global order: the last recorded sequence is the one of the newest published row
             rows = await conn.fetch(
-                f"""select o.global_position, {COLUMNS},
-                           (select stream_seq from events where stream_seq is not null
-                            order by global_position desc limit 1) as last_recorded
-                    from outbox o join events e using (global_position)
+                f"""select o.global_position, {COLUMNS} from outbox o join events e using (global_position)
                     order by o.global_position limit {BATCH}"""
             )
             if not rows:
                 return 0
-            positions, sequences, failure = await self._publish(rows, rows[0]["last_recorded"] or 0)
+            last = await self._publisher.last_sequence()  # no other relay publishes while this one holds the lock
+            positions, sequences, failure = await self._publish(rows, last)
             if not positions and wrong_last_sequence(failure):
                 positions, sequences, failure = await self._publish(rows, None)
             await self._record(conn, positions, sequences)
