@@ -21,7 +21,7 @@ from bench.load import run_wrk
 from bench.rebuilds import rebuild
 from bench.run import Bench
 from bench.system import ROOT, RUN_DIR
-from shop.read_models import ops_urls
+from shop.read_models import ops_headers, ops_urls
 
 PARTITIONS = 8
 PROJECTORS = ("catalog", "analytics")
@@ -152,6 +152,10 @@ async def run(bench: Bench) -> dict[str, object]:
                     leader = await _leader(urls)
                     rebuilt = await rebuild(bench.addresses, projector, plan.rebuild_limit, url=leader)
                     rebuilt.pop("series")
+                    if rebuilt["partial"]:  # its rate is measured; the rest is thrown away
+                        say(f"{projector}: cancelling the partial rebuild")
+                        async with httpx.AsyncClient(base_url=leader, timeout=60, headers=ops_headers()) as http:
+                            rebuilt["cancelled"] = (await http.delete("/rebuild")).status_code == 200
                     figures[processes] = {"live": live, "rebuild": rebuilt}
             finally:  # as ./justw up started it
                 say(f"{projector}: back to its usual processes")
