@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import structlog
@@ -45,19 +45,23 @@ class Owner:
     ) -> None:
         self._nc, self._name, self._settings, self._read_model = nc, name, settings, read_model
         self.partitions, self.projectors, self.rebuilds = partitions, projectors, rebuilds
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
         self._helper: Projector | None = None  # its partitions' replay, into the generation a rebuild fills
 
     async def start(self) -> None:
+        await self.partitions.renew()
         await self._balance()
-        self._task = asyncio.create_task(self._keep(), name=f"lease-{self._name}")
+        self._tasks = [
+            asyncio.create_task(self._every_interval(self.partitions.renew), name=f"leases-{self._name}"),
+            asyncio.create_task(self._every_interval(self._balance), name=f"balance-{self._name}"),
+        ]
 
     async def stop(self) -> None:
         """Finish the batch in hand (its checkpoints stored), then give the leases up for the other processes."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         await self._help(frozenset())
         await self._project(frozenset())
         await self.partitions.leave()
@@ -67,21 +71,22 @@ class Owner:
         for projector in self.projectors:
             await projector.ready()
 
-    async def _keep(self) -> None:
+    async def _every_interval(self, step: Callable[[], Awaitable[None]]) -> None:
+        """The leases are renewed on their own, so that balancing (which may wait for a batch, a stop, a
+        store) never holds a renewal up."""
         while True:
             await asyncio.sleep(self.partitions.interval)
             try:
-                await self._balance()
+                await step()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS or the store away: a lease not renewed in time runs out by itself
                 log.warning("lease_or_start_failed", projector=self._name, error=f"{type(exc).__name__}: {exc}")
 
     async def _balance(self) -> None:
-        """Renew the leases, then hold the fair share: partitions above it are given up only once the
-        projection no longer writes them."""
+        """Hold the fair share: partitions above it are given up only once the projection no longer writes
+        them."""
         partitions = self.partitions
-        await partitions.renew()
         share = await partitions.share(rebuilding=bool(self.rebuilds and self.rebuilds[0].exclusive))
         owned = partitions.owned
         if len(owned) > share:
