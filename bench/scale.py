@@ -1,9 +1,9 @@
 """Stage 6: a partitioned projector (PROJECTION_PARTITIONS=8) with 1 and with 2 processes.
 
-Live throughput: the projector is stopped while orders pile up (wrk at saturation for
-`plan.scale_backlog_seconds`), then started with n processes; its rate is the stream events it passed
-over the time from its readiness until every process has passed the stream's end (each process's
-position is the lowest of its partitions'). Rebuild: analytics and catalog rebuilt with n processes
+Live throughput: the projector is stopped where the stream ends while orders pile up (wrk at saturation
+for `plan.scale_backlog_seconds`), then started with n processes; its rate is the backlog over the time
+from the start until every process has passed it (each process's position is the lowest of its
+partitions'), the processes' start included. Rebuild: analytics and catalog rebuilt with n processes
 (a rebuild runs in the process holding partition 0, which takes every partition for it:
 docs/partitioned-projectors.md). Afterwards the projector runs again as `./justw up` started it."""
 
@@ -93,9 +93,23 @@ async def _shared(http: httpx.AsyncClient, urls: list[str], timeout: float = 60)
         await asyncio.sleep(0.2)
 
 
+async def _settled(bench: Bench) -> int:
+    """The stream's last sequence once it has stopped growing (the relay publishes after the replies)."""
+    last = await bench.last_position()
+    while True:
+        await asyncio.sleep(1)
+        if (now := await bench.last_position()) == last:
+            return last
+        last = now
+
+
 async def catch_up_rate(bench: Bench, projector: str, processes: int) -> dict[str, object]:
-    """Stop the projector, pile up a backlog, start it with `processes`, time how it passes it."""
+    """Stop the projector where the stream ends, pile up a backlog, start it with `processes`, and time it
+    from the start (the processes' own start included, the same for any number) until every partition has
+    passed the backlog."""
     env = {**os.environ, **_settings(projector, processes)}
+    await bench.catch_up()
+    start = await _settled(bench)
     _stop(projector)
     await run_wrk(
         f"backlog for {projector}",
@@ -105,12 +119,11 @@ async def catch_up_rate(bench: Bench, projector: str, processes: int) -> dict[st
         bench.plan.scale_backlog_seconds,
         bench.plan.connections,
     )
-    end = await bench.last_position()
+    end = await _settled(bench)
+    started = time.monotonic()
     _start(env)
     urls = _urls(projector, env)
     async with httpx.AsyncClient(timeout=10) as http:
-        started = time.monotonic()
-        first = await _lowest_position(http, projector, urls)
         while (position := await _lowest_position(http, projector, urls)) < end:
             if time.monotonic() - started > bench.plan.catch_up_limit:
                 raise RuntimeError(f"{projector} with {processes} processes not at {end} after the limit")
@@ -119,9 +132,9 @@ async def catch_up_rate(bench: Bench, projector: str, processes: int) -> dict[st
         await _shared(http, urls)
     return {
         "processes": processes,
-        "events": end - first,
+        "events": end - start,
         "seconds": round(seconds, 2),
-        "rate": (end - first) / seconds if seconds else 0.0,
+        "rate": (end - start) / seconds if seconds else 0.0,
         "position": position,
     }
 
