@@ -151,7 +151,6 @@ class Partitions:
         self, js: JetStreamContext, projector: str, member: str, count: int, ttl: float = 5.0, replicas: int = 1
     ) -> None:
         self.count, self.member = count, member
-        self._js = js
         self._first = Lease(js, projector, member, ttl, replicas, key="p0")
         self.leases: list[Lease] = []
         self._slots: list[Lease] = []
