@@ -46,6 +46,7 @@ class Owner:
         self._nc, self._name, self._settings, self._read_model = nc, name, settings, read_model
         self.partitions, self.projectors, self.rebuilds = partitions, projectors, rebuilds
         self._tasks: list[asyncio.Task] = []
+        self._stopping = False
         self._helper: Projector | None = None  # its partitions' replay, into the generation a rebuild fills
 
     async def start(self) -> None:
@@ -58,10 +59,11 @@ class Owner:
 
     async def stop(self) -> None:
         """Finish the batch in hand (its checkpoints stored), then give the leases up for the other processes."""
+        self._stopping = True  # (a cancellation swallowed somewhere below must not keep a loop going)
         for task in self._tasks:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self._settings.shutdown_timeout)
         await self._help(frozenset())
         await self._project(frozenset())
         await self.partitions.leave()
@@ -74,7 +76,7 @@ class Owner:
     async def _every_interval(self, step: Callable[[], Awaitable[None]]) -> None:
         """The leases are renewed on their own, so that balancing (which may wait for a batch, a stop, a
         store) never holds a renewal up."""
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.partitions.interval)
             try:
                 await step()

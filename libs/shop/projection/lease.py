@@ -212,7 +212,8 @@ class Partitions:
 
     async def _members(self) -> int:
         """The processes holding a slot now (this one among them)."""
-        return sum([await lease.owner() is not None for lease in self._slots])
+        held = sum([await lease.owner() is not None for lease in self._slots])
+        return max(held, 1)  # its own may have run out on the server before the renewal loop learns it
 
     async def take(self, wanted: int) -> None:
         """Take up to `wanted` more free partitions."""

@@ -192,8 +192,11 @@ class Rebuild:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():  # the caller itself is being cancelled: not ours to swallow
+                    raise
 
     async def _run(self, state: RebuildState | None) -> None:
         status = self.status
