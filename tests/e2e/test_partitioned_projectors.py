@@ -21,6 +21,7 @@ from shop.projection.engine import partition
 from tests.conftest import OPENSEARCH_URL, NatsServer, free_ports
 from tests.e2e.conftest import running_system
 from tests.e2e.test_faults import everything_accounted_for, placed_at_least, traffic
+from tests.e2e.test_projector_failover import lease
 from tests.e2e.test_rebuild_crashes import died, generations, start_with_failpoint
 
 pytestmark = pytest.mark.e2e
@@ -105,12 +106,6 @@ async def test_partitions_are_shared_taken_over_from_a_killed_process_and_given_
     await everything_accounted_for(system, flow)
     for service in PROJECTORS:  # the rebuilds over, the leader has given the others their share back
         await shared_as(system, service, even[service], timeout=20)
-
-
-async def lease(system, instance: str) -> dict:
-    port = system.instances("projector-catalog")[instance]
-    async with httpx.AsyncClient(timeout=3) as http:
-        return (await http.get(f"http://127.0.0.1:{port}/lease")).json()
 
 
 async def test_the_replay_is_shared_by_the_processes_and_a_cancel_takes_the_partitions_back_first(shared):
