@@ -195,3 +195,11 @@ async def test_partitions_gained_are_projected_from_their_own_checkpoints(nc, ca
     assert all([await document(catalog, p) for p in products])
     stored = await (await catalog.active()).checkpoints(8, range(8))
     assert {c.position for c in stored.values()} == {last}
+
+
+async def test_a_generation_made_by_several_processes_at_once_is_made_once(catalog):
+    """A rebuild and the processes helping it open the new generation at the same moment: each gets it."""
+    name = await catalog.next_generation()
+    stores = await asyncio.gather(*(catalog.generation(name) for _ in range(4)))
+    assert {store.name for store in stores} == {name}
+    assert await catalog._client.indices.exists(index=name)

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import msgspec
 from litestar import Litestar
 from opensearchpy import AsyncOpenSearch
-from opensearchpy.exceptions import NotFoundError
+from opensearchpy.exceptions import NotFoundError, RequestError
 from opensearchpy.serializer import JSONSerializer
 
 from shop.contracts.events import DomainEvent, Envelope
@@ -325,7 +325,11 @@ class DocumentReadModel:
         """The generation `name` (made if missing), set up for a bulk replay."""
         if not await self._client.indices.exists(index=name):
             body = {**self._mapping, "settings": {**self._mapping.get("settings", {}), **REPLAY_SETTINGS["index"]}}
-            await self._client.indices.create(index=name, body=body)
+            try:
+                await self._client.indices.create(index=name, body=body)
+            except RequestError as exc:  # the rebuild and the processes helping it make it at the same moment
+                if exc.error != "resource_already_exists_exception":
+                    raise
         store = self._store(name)
         store.replaying = True
         return store
