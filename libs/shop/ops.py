@@ -3,6 +3,7 @@ are open (on loopback unless HTTP_HOST says otherwise); what changes state needs
 
 import argparse
 import asyncio
+import gc
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
@@ -23,6 +24,7 @@ from shop.settings import CommonSettings, load_settings
 log = structlog.get_logger()
 
 S = TypeVar("S", bound=CommonSettings)
+GC_THRESHOLD = 50_000  # allocations between young-generation collections (Python's default: 700)
 PROCESSES = (  # as deploy/services.sh starts them
     "gateway",
     "command-service",
@@ -117,7 +119,13 @@ def main(service: str, settings_type: type[S], create_app: Callable[[S], Litesta
     ).parse_args()
     settings = load_settings(settings_type, service)
     configure_logging(service, settings.log_level)
-    serve(create_app(settings), settings)
+    app = create_app(settings)
+    # Every event and request makes many short-lived containers: with the default threshold (a young
+    # collection every 700 allocations) collections took a fifth of a rebuild's replay. What start-up made
+    # (modules, the app) lives as long as the process: no collection need look at it again.
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 10)
+    serve(app, settings)
 
 
 def ops_app(readiness: Readiness, lifespan: Callable | None, more_handlers: list | None = None) -> Litestar:

@@ -2,10 +2,14 @@
 
 from datetime import UTC, datetime
 
-from projector_analytics.changes import analytics_changes
+from hypothesis import given
+from hypothesis import strategies as st
+
+from projector_analytics.changes import READS, analytics_changes
 from projector_catalog.documents import product_document
 from projector_order_list.documents import order_document
 from shop.contracts.events import (
+    EVENT_TYPES,
     OrderCancelled,
     OrderItem,
     OrderPaid,
@@ -61,6 +65,17 @@ def test_analytics_ignores_stock_events():
     assert (
         analytics_changes(AnalyticsKeys(), envelope("p1", 2, decreased, stream_type="product", at=AT), decreased) == []
     )
+
+
+@given(st.one_of([st.builds(cls) for name, cls in EVENT_TYPES.items() if name not in READS]))
+def test_analytics_changes_nothing_for_the_types_whose_data_it_does_not_read(event):
+    """The engine leaves the data of those undecoded (AnalyticsStore.reads): none may count."""
+    assert analytics_changes(AnalyticsKeys(), envelope("x1", 2, event, stream_type="product", at=AT), event) == []
+
+
+@given(st.one_of([st.builds(cls) for name, cls in EVENT_TYPES.items() if name in READS]))
+def test_analytics_reads_only_types_whose_data_changes_something(event):
+    assert analytics_changes(AnalyticsKeys(), envelope("x1", 2, event, stream_type="order", at=AT), event)
 
 
 def test_catalog_keeps_review_statistics_and_the_newest_reviews_first():

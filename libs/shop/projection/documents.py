@@ -66,6 +66,7 @@ class DocumentStore:
     """One index generation, written by one projector at a time."""
 
     refreshes = True
+    reads = None  # every type of its aggregate's events
     # a generation being replayed (REPLAY_SETTINGS): a _bulk is not durable by itself, so the checkpoint is
     # stored only after a flush (every REPLAY_FLUSH_SECONDS, and before any commit)
     replaying = False

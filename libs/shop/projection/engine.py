@@ -103,10 +103,16 @@ def resolve_checkpoints(stored: dict[str, Checkpoint], count: int, partitions: I
     return {p: own.get(p) or Scope(count, {p: 0}).split(start)[p] for p in partitions}
 
 
+def decoded(data: bytes, reads: frozenset[str] | None) -> tuple[Envelope, DomainEvent | None]:
+    """The envelope, and its event unless it is of a type the store does not read (`Store.reads`)."""
+    envelope = envelope_decoder.decode(data)
+    return envelope, decode_data(envelope) if reads is None or envelope.type in reads else None
+
+
 class Event(NamedTuple):
     seq: int  # stream sequence
     envelope: Envelope
-    event: DomainEvent
+    event: DomainEvent | None  # None: of a type the store does not read (Store.reads), left undecoded
 
 
 class Prepared(Protocol):
@@ -119,6 +125,7 @@ class Store(Protocol):
     name: str  # the generation: an index name, a key prefix
     refreshes: bool  # writes become searchable only after refresh()
     events: str  # the subjects of the events it reads (`evt.order.>`): the others pass undecoded
+    reads: frozenset[str] | None  # the event types whose data it reads (None: every one); the others' stays undecoded
 
     async def checkpoints(self, count: int, partitions: Iterable[int]) -> dict[int, Checkpoint]:
         """The stored checkpoint of each of `partitions` (of `count`)."""
@@ -472,7 +479,7 @@ class Projector:
             events, letters = [], []
             parked = dict(self._sending.parked if self._sending else self.checkpoint.parked)
             mine = self._store.events.removesuffix(">")
-            count, owned, floors = self.partitions, self.owned, self._floors
+            count, owned, floors, reads = self.partitions, self.owned, self._floors, self._store.reads
             for msg in msgs:
                 if msg.consumer_seq != self._next_consumer_seq:
                     raise RuntimeError(
@@ -483,8 +490,7 @@ class Projector:
                     continue
                 seq = msg.stream_seq
                 try:
-                    envelope = envelope_decoder.decode(msg.data)
-                    event = decode_data(envelope)
+                    envelope, event = decoded(msg.data, reads)
                 except (msgspec.MsgspecError, ValueError) as exc:  # never decodable: poison (of partition 0's)
                     if 0 in owned and seq > floors.get(0, 0):
                         letters.append(Letter(seq, msg.data, f"undecodable event: {type(exc).__name__}: {exc}"))
@@ -585,8 +591,7 @@ class Projector:
             events, failed = [], {}
             for seq, data in letters:
                 try:
-                    envelope = envelope_decoder.decode(data)
-                    events.append(Event(seq, envelope, decode_data(envelope)))
+                    events.append(Event(seq, *decoded(data, self._store.reads)))
                 except (msgspec.MsgspecError, ValueError) as exc:
                     failed[seq] = f"undecodable event: {type(exc).__name__}: {exc}"
             rejected = await self._send(await self._store.prepare(events), None) if events else {}

@@ -18,7 +18,13 @@ from shop.read_models import AnalyticsKeys
 RedisCommand = list[str | int]
 
 
-def analytics_changes(keys: AnalyticsKeys, envelope: Envelope, event: DomainEvent) -> list[RedisCommand]:
+# the events whose data counts; of the others only the aggregate's version is recorded
+READS = frozenset(
+    cls.__name__ for cls in (ProductCreated, ProductPriceChanged, OrderPlaced, OrderCancelled, ReviewAdded)
+)
+
+
+def analytics_changes(keys: AnalyticsKeys, envelope: Envelope, event: DomainEvent | None) -> list[RedisCommand]:
     match event:
         case ProductCreated(name=name, price=price):
             return [

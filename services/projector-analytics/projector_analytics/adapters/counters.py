@@ -16,7 +16,7 @@ from typing import NamedTuple
 import msgspec
 from redis.asyncio import Redis
 
-from projector_analytics.changes import analytics_changes, merge
+from projector_analytics.changes import READS, analytics_changes, merge
 from shop.projection.engine import WHOLE, Checkpoint, Event, Scope, partition_suffix, resolve_checkpoints
 from shop.projection.lease import LeaseLost
 from shop.projection.rebuild import RebuildState
@@ -149,6 +149,7 @@ class AnalyticsStore:
 
     refreshes = False
     events = "evt.>"  # every event: its version is recorded, so that a missing one is noticed
+    reads = READS
 
     def __init__(self, redis: Redis, prefix: str, fence: str = "") -> None:
         self._redis, self.name = redis, prefix
@@ -178,7 +179,7 @@ class AnalyticsStore:
                 rejected[seq] = f"parked behind #{blocked[aggregate]}"
                 continue
             try:  # also without changes, so that every version is recorded and a missing one is noticed
-                changes = analytics_changes(RELATIVE, envelope, event)
+                changes = analytics_changes(RELATIVE, envelope, event) if event is not None else []
             except Exception as exc:  # the projection's own code refuses it
                 blocked[aggregate], rejected[seq] = seq, f"{type(exc).__name__}: {exc}"
                 continue
