@@ -59,9 +59,10 @@ async def connect(url: str, name: str, password: str = "", deadline: float = 60.
             delay = min(delay * 2, 5.0)
 
 
-async def ensure_streams(nc: NATS, replicas: int = 1) -> None:
-    """Create the EVENTS and DLQ streams with `replicas` copies (3 on a cluster), or mend their config
-    (fewer replicas than that included; only the command-service may); safe to call from every process.
+async def ensure_streams(nc: NATS, replicas: int = 1, mend: bool = False) -> None:
+    """Create the EVENTS and DLQ streams with `replicas` copies (3 on a cluster); safe to call from every
+    process. With `mend` (the command-service: only it may update them), also mend a config that drifted
+    (fewer replicas than that included), or that an older version made.
 
     Nothing is ever discarded to make room: EVENTS is the log every rebuild replays, so a full store
     refuses new publishes (the outbox keeps them) rather than dropping old events. A 10-minute
@@ -79,6 +80,7 @@ async def ensure_streams(nc: NATS, replicas: int = 1) -> None:
             max_msgs=-1,
             duplicate_window=DUPLICATE_WINDOW,
             num_replicas=replicas,
+            allow_direct=name == DLQ_STREAM or None,  # letters are listed in batches (shop.projection.dlq)
         )
         try:
             existing = (await js.stream_info(name)).config
@@ -90,8 +92,11 @@ async def ensure_streams(nc: NATS, replicas: int = 1) -> None:
             0,
             -1,
             -1,
-        )
+        ) or bool(existing.allow_direct) != bool(config.allow_direct)
         if drifted or (existing.num_replicas or 1) < replicas:
+            if not mend:
+                log.warning("stream_config_drifted", stream=name, mended_by="command-service")
+                continue
             log.warning("stream_config_mended", stream=name)
             await js.update_stream(config)
 

@@ -11,6 +11,7 @@ from projector_catalog.documents import MAPPING, product_document
 from shop import messaging
 from shop.contracts.events import DomainEvent, ProductCreated, ProductRestocked
 from shop.messaging import DLQ_STREAM, EVENTS_STREAM
+from shop.projection import dlq
 from shop.projection.dlq import dead_letters
 from shop.projection.documents import DocumentReadModel, open_client
 from shop.projection.engine import Checkpoint, Projector, Scope, partition
@@ -203,3 +204,47 @@ async def test_a_generation_made_by_several_processes_at_once_is_made_once(catal
     stores = await asyncio.gather(*(catalog.generation(name) for _ in range(4)))
     assert {store.name for store in stores} == {name}
     assert await catalog._client.indices.exists(index=name)
+
+
+async def test_dead_letters_are_read_in_batches_and_one_by_one_from_a_dlq_an_older_version_made(tmp_path, monkeypatch):
+    """Each projector's letters come back complete and in order across several batched direct gets; from a
+    DLQ that does not allow direct gets (as an older version made it) one by one, until the command-service
+    mends it."""
+    server = NatsServer(tmp_path / "nats")
+    catalog, analytics = await server.connect("projector-catalog"), await server.connect("projector-analytics")
+    ops, command = await server.connect("ops"), await server.connect("command-service")
+    try:
+        await messaging.ensure_streams(command, mend=True)
+        sent = {"catalog": [], "analytics": []}
+        for i in range(15):
+            name, nc = ("catalog", catalog) if i % 3 else ("analytics", analytics)
+            headers = {"Shop-Stream-Seq": str(100 + i), "Shop-Error": f"why {i}"}
+            await nc.jetstream().publish(f"dlq.{name}", b"letter %d" % i, headers=headers)
+            sent[name].append((100 + i, f"why {i}", b"letter %d" % i))
+        monkeypatch.setattr(dlq, "LETTERS_PER_REQUEST", 4)  # three batches and a bit of catalog's ten
+
+        def read(letters):
+            return [(d.stream_seq, d.error, d.data) for d in letters]
+
+        async def not_one_by_one(js, subject):
+            raise AssertionError("read one by one although the DLQ allows direct gets")
+
+        with monkeypatch.context() as batched_only:
+            batched_only.setattr(dlq, "_letters_one_by_one", not_one_by_one)
+            for name, nc in (("catalog", catalog), ("analytics", analytics)):
+                assert read(await dead_letters(nc.jetstream(), name)) == sent[name]
+            assert len(await dead_letters(catalog.jetstream())) == 15
+
+        config = (await ops.jetstream().stream_info(DLQ_STREAM)).config
+        config.allow_direct = False
+        await ops.jetstream().update_stream(config)
+        assert read(await dead_letters(catalog.jetstream(), "catalog")) == sent["catalog"]
+
+        await messaging.ensure_streams(catalog)  # a projector does not mend it (it may not)
+        assert not (await ops.jetstream().stream_info(DLQ_STREAM)).config.allow_direct
+        await messaging.ensure_streams(command, mend=True)
+        assert (await ops.jetstream().stream_info(DLQ_STREAM)).config.allow_direct
+    finally:
+        for nc in (catalog, analytics, ops, command):
+            await nc.close()
+        server.stop()

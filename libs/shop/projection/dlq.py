@@ -14,12 +14,14 @@ import sys
 import httpx
 import msgspec
 from litestar import MediaType, Response, post
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from shop import messaging
 from shop.contracts.events import envelope_decoder
-from shop.messaging import DLQ_STREAM
+from shop.messaging import API_TIMEOUT, DLQ_STREAM
 from shop.read_models import ops_headers, ops_nats_url, ops_secret, ops_urls
 
 
@@ -46,24 +48,65 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
         return f"{e.type} {e.stream_type}/{e.stream_id} v{e.version}"
 
 
+LETTERS_PER_REQUEST = 1000
+
+
 async def dead_letters(js: JetStreamContext, projector: str | None = None) -> list[DeadLetter]:
-    subject, seq, found = f"dlq.{projector}" if projector else "dlq.>", 1, []
+    """Every dead letter (of `projector`), in order: read with batched direct gets (ADR-31), a request per
+    LETTERS_PER_REQUEST letters; one per letter while the DLQ stream does not allow direct gets."""
+    subject = f"dlq.{projector}" if projector else "dlq.>"
+    try:
+        return await _letters_in_batches(js._nc, subject)  # (nats-py has no batched direct get)
+    except NoRespondersError:  # a DLQ made before it allowed them, until the command-service mends it
+        return await _letters_one_by_one(js, subject)
+
+
+async def _letters_in_batches(nc: NATS, subject: str) -> list[DeadLetter]:
+    found: list[DeadLetter] = []
+    while True:
+        seq, inbox = found[-1].seq + 1 if found else 1, nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        try:
+            body = msgspec.json.encode({"seq": seq, "batch": LETTERS_PER_REQUEST, "next_by_subj": subject})
+            await nc.publish(f"$JS.API.DIRECT.GET.{DLQ_STREAM}", body, reply=inbox)
+            before = len(found)
+            while True:
+                msg = await sub.next_msg(timeout=API_TIMEOUT)
+                headers = msg.headers or {}
+                match headers.get("Status"):
+                    case None:
+                        found.append(_letter(int(headers["Nats-Sequence"]), headers["Nats-Subject"], headers, msg.data))
+                    case "204" | "404":  # the end of the batch; nothing (more) there
+                        break
+                    case "503":
+                        raise NoRespondersError
+                    case status:
+                        raise RuntimeError(f"DLQ direct get refused: {status} {headers.get('Description', '')}")
+        finally:
+            await sub.unsubscribe()
+        if len(found) == before:
+            return found
+
+
+async def _letters_one_by_one(js: JetStreamContext, subject: str) -> list[DeadLetter]:
+    seq, found = 1, []
     while True:
         try:
             msg = await js.get_msg(DLQ_STREAM, seq=seq, subject=subject, next=True)
         except NotFoundError:
             return found
-        headers = msg.headers or {}
-        found.append(
-            DeadLetter(
-                seq=msg.seq,
-                projector=msg.subject.removeprefix("dlq."),
-                stream_seq=int(headers.get("Shop-Stream-Seq", 0)),
-                error=headers.get("Shop-Error", ""),
-                data=msg.data or b"",
-            )
-        )
+        found.append(_letter(msg.seq, msg.subject, msg.headers or {}, msg.data))
         seq = msg.seq + 1
+
+
+def _letter(seq: int, subject: str, headers: dict[str, str], data: bytes | None) -> DeadLetter:
+    return DeadLetter(
+        seq=seq,
+        projector=subject.removeprefix("dlq."),
+        stream_seq=int(headers.get("Shop-Stream-Seq", 0)),
+        error=headers.get("Shop-Error", ""),
+        data=data or b"",
+    )
 
 
 class RedriveRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -40,7 +40,7 @@ def create_app(settings: Settings) -> Litestar:
         pool = await create_pool(database_url, settings.database_pool_size)
         await migrate(pool)
         nc = await messaging.connect(settings.nats_url, "command-service", settings.nats_password)
-        await messaging.ensure_streams(nc, settings.nats_stream_replicas)
+        await messaging.ensure_streams(nc, settings.nats_stream_replicas, mend=True)
         store = EventStore(pool)
         relay = OutboxRelay(pool, Publisher(nc), settings.relay_interval, listen_url=database_url)
         relay.start()
