@@ -521,13 +521,11 @@ class Projector:
             return
         rejected = await sending.task if sending.task else {}
         parked, letters = dict(sending.parked), list(sending.letters)
-        handled: Counter[str] = Counter()
-        for event, data in sending.events:
+        for event, data in sending.events if rejected else ():
             if event.seq in rejected:
                 parked.setdefault(event.envelope.stream_id, event.seq)
                 letters.append(Letter(event.seq, data, rejected[event.seq]))
-            else:
-                handled[event.envelope.type] += 1
+        handled = Counter([event.envelope.type for event, _ in sending.events if event.seq not in rejected])
         for event_type, count in handled.items():  # once a type: labels() costs more than an event's decoding
             EVENTS_HANDLED.labels(projector=self.name, type=event_type).inc(count)
         checkpoint = Checkpoint(position=sending.position, parked=parked)
