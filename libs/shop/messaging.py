@@ -87,12 +87,13 @@ async def ensure_streams(nc: NATS, replicas: int = 1, mend: bool = False) -> Non
         except NotFoundError:
             await js.add_stream(config)
             continue
-        drifted = (existing.discard, existing.max_age or 0, existing.max_bytes, existing.max_msgs) != (
-            DiscardPolicy.NEW,
-            0,
-            -1,
-            -1,
-        ) or bool(existing.allow_direct) != bool(config.allow_direct)
+        drifted = (
+            existing.discard,
+            existing.max_age or 0,
+            existing.max_bytes,
+            existing.max_msgs,
+            bool(existing.allow_direct),
+        ) != (DiscardPolicy.NEW, 0, -1, -1, bool(config.allow_direct))
         if drifted or (existing.num_replicas or 1) < replicas:
             if not mend:
                 log.warning("stream_config_drifted", stream=name, mended_by="command-service")

@@ -121,8 +121,9 @@ def main(service: str, settings_type: type[S], create_app: Callable[[S], Litesta
     configure_logging(service, settings.log_level)
     app = create_app(settings)
     # Every event and request makes many short-lived containers: with the default threshold (a young
-    # collection every 700 allocations) collections took a fifth of a rebuild's replay. What start-up made
-    # (modules, the app) lives as long as the process: no collection need look at it again.
+    # collection every 700 allocations) collections were a large share of a replay's time in py-spy's
+    # samples. What start-up made (modules, the app) lives as long as the process: no collection need look
+    # at it again.
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 20, 10)
     serve(app, settings)

@@ -63,29 +63,32 @@ async def dead_letters(js: JetStreamContext, projector: str | None = None) -> li
 
 async def _letters_in_batches(nc: NATS, subject: str) -> list[DeadLetter]:
     found: list[DeadLetter] = []
-    while True:
-        seq, inbox = found[-1].seq + 1 if found else 1, nc.new_inbox()
-        sub = await nc.subscribe(inbox)
-        try:
-            body = msgspec.json.encode({"seq": seq, "batch": LETTERS_PER_REQUEST, "next_by_subj": subject})
-            await nc.publish(f"$JS.API.DIRECT.GET.{DLQ_STREAM}", body, reply=inbox)
-            before = len(found)
-            while True:
-                msg = await sub.next_msg(timeout=API_TIMEOUT)
-                headers = msg.headers or {}
-                match headers.get("Status"):
-                    case None:
-                        found.append(_letter(int(headers["Nats-Sequence"]), headers["Nats-Subject"], headers, msg.data))
-                    case "204" | "404":  # the end of the batch; nothing (more) there
-                        break
-                    case "503":
-                        raise NoRespondersError
-                    case status:
-                        raise RuntimeError(f"DLQ direct get refused: {status} {headers.get('Description', '')}")
-        finally:
-            await sub.unsubscribe()
-        if len(found) == before:
-            return found
+    while batch := await _batch(nc, subject, found[-1].seq + 1 if found else 1):
+        found += batch
+    return found
+
+
+async def _batch(nc: NATS, subject: str, seq: int) -> list[DeadLetter]:
+    """Up to LETTERS_PER_REQUEST letters from DLQ sequence `seq` on, in one direct get."""
+    inbox, letters = nc.new_inbox(), []
+    sub = await nc.subscribe(inbox)
+    try:
+        body = msgspec.json.encode({"seq": seq, "batch": LETTERS_PER_REQUEST, "next_by_subj": subject})
+        await nc.publish(f"$JS.API.DIRECT.GET.{DLQ_STREAM}", body, reply=inbox)
+        while True:
+            msg = await sub.next_msg(timeout=API_TIMEOUT)
+            headers = msg.headers or {}
+            match headers.get("Status"):
+                case None:
+                    letters.append(_letter(int(headers["Nats-Sequence"]), headers["Nats-Subject"], headers, msg.data))
+                case "204" | "404":  # the end of the batch; nothing (more) there
+                    return letters
+                case "503":
+                    raise NoRespondersError
+                case status:
+                    raise RuntimeError(f"DLQ direct get refused: {status} {headers.get('Description', '')}")
+    finally:
+        await sub.unsubscribe()
 
 
 async def _letters_one_by_one(js: JetStreamContext, subject: str) -> list[DeadLetter]:

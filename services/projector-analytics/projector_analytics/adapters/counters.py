@@ -179,7 +179,7 @@ class AnalyticsStore:
                 rejected[seq] = f"parked behind #{blocked[aggregate]}"
                 continue
             try:  # also without changes, so that every version is recorded and a missing one is noticed
-                changes = analytics_changes(RELATIVE, envelope, event) if event is not None else []
+                changes = analytics_changes(RELATIVE, envelope, event)  # none for an event left undecoded
             except Exception as exc:  # the projection's own code refuses it
                 blocked[aggregate], rejected[seq] = seq, f"{type(exc).__name__}: {exc}"
                 continue
