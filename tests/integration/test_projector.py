@@ -15,6 +15,7 @@ from shop.projection import dlq
 from shop.projection.dlq import dead_letters
 from shop.projection.documents import DocumentReadModel, open_client
 from shop.projection.engine import Checkpoint, Projector, Scope, partition
+from shop.projection.rebuild import Rebuild
 from tests.conftest import OPENSEARCH_URL, NatsServer
 from tests.envelopes import envelope
 
@@ -248,3 +249,22 @@ async def test_dead_letters_are_read_in_batches_and_one_by_one_from_a_dlq_an_old
         for nc in (catalog, analytics, ops, command):
             await nc.close()
         server.stop()
+
+
+async def test_stopping_a_rebuild_ends_it_even_when_a_cancellation_is_swallowed(nc, catalog):
+    """On Python 3.11 a cancellation landing as a NATS request completes can be swallowed; the rebuild's
+    stop repeats it rather than waiting for ever (a DELETE /rebuild once hung in CI)."""
+    rebuild = Rebuild(nc, "catalog", catalog, Projector(nc, "catalog", await catalog.active()))
+    swallowed = []
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            swallowed.append(True)
+        await asyncio.sleep(3600)  # as the paused replay goes on
+
+    rebuild._task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(rebuild.stop(), timeout=10)
+    assert swallowed and rebuild._task.done()
