@@ -13,6 +13,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import Header
 
+PENDING_MESSAGES = "Nats-Pending-Messages"  # on a request's end: how many messages it had left
 GONE = {"Consumer Deleted", "Consumer is push based"}  # 409s after which no request can succeed
 
 
@@ -37,14 +38,11 @@ def delivery(msg: Msg) -> Delivery:
     return Delivery(int(tokens[at]), int(tokens[at + 1]), int(tokens[at + 3]), msg.subject, msg.data)
 
 
-class Request(msgspec.Struct):
-    left: int  # messages this request may still bring
-    expires_at: float
-
-
 class Pull:
-    """Keeps `batch`-sized pull requests in flight while fewer than `window` messages are held or on
-    their way, so a slow reader bounds what is buffered."""
+    """Keeps `batch`-sized pull requests in flight while fewer than `window` messages are held or owed,
+    so a slow reader bounds what is buffered. The server serves its waiting requests in turn, so which
+    request a message answers is unknown: what it owes is counted as a whole, each message paying one and
+    each request that ends unfilled (expired, refused) giving back what it says it had left."""
 
     def __init__(self, nc: NATS, stream: str, consumer: str, batch: int, expires: float = 2.0) -> None:
         self._nc, self._batch, self._expires = nc, batch, expires
@@ -52,7 +50,8 @@ class Pull:
         self._window = 2 * batch
         self._inbox = nc.new_inbox()
         self._ids = itertools.count()
-        self._requests: dict[str, Request] = {}
+        self._owed = 0  # messages asked for that have neither come nor been given back
+        self._expiries: dict[str, float] = {}  # reply subject -> when the request expires
         self._held: list[Delivery] = []
         self._arrived = asyncio.Event()
         self._gone: str | None = None
@@ -73,6 +72,7 @@ class Pull:
 
     async def take(self, most: int, timeout: float) -> list[Delivery]:
         """What has arrived, up to `most` messages; waits up to `timeout` for the first. [] if none."""
+        await self._top_up()  # requests that ended while the reader was busy are replaced before it waits
         if not self._held and not self._gone:
             self._arrived.clear()
             try:
@@ -87,31 +87,31 @@ class Pull:
 
     async def _received(self, msg: Msg) -> None:
         status = msg.headers.get(Header.STATUS) if msg.headers and not msg.data else None
-        if status is None:  # an event: it carries its own subject, and the server fills the oldest request first
+        if status is None:  # an event (it carries its own subject)
             self._held.append(delivery(msg))
-            oldest = next(iter(self._requests), None)
-            if oldest is not None:
-                self._requests[oldest].left -= 1
-                if self._requests[oldest].left <= 0:
-                    del self._requests[oldest]
+            self._owed = max(0, self._owed - 1)
         elif status == "100":  # a heartbeat
             return
         else:  # the request at this reply subject is over: expired (408), nothing there (404) or refused (409)
-            self._requests.pop(msg.subject, None)
+            self._expiries.pop(msg.subject, None)
+            left = msg.headers.get(PENDING_MESSAGES)
+            self._owed = max(0, self._owed - (int(left) if left is not None else self._batch))
             if status == "409" and msg.headers.get(Header.DESCRIPTION) in GONE:
                 self._gone = f"409 {msg.headers.get(Header.DESCRIPTION)}"
         self._arrived.set()
 
     def _forget_expired(self) -> None:
-        """Requests a NATS restart lost answer nothing: past their expiry (and a grace) they are dropped."""
+        """Requests a NATS restart lost answer nothing: once every request is past its expiry (and a grace),
+        nothing is owed."""
         now = time.monotonic()
-        for subject, request in list(self._requests.items()):
-            if now > request.expires_at + 1:
-                del self._requests[subject]
+        self._expiries = {subject: at for subject, at in self._expiries.items() if now <= at + 1}
+        if not self._expiries:
+            self._owed = 0
 
     async def _top_up(self) -> None:
-        while len(self._held) + sum(r.left for r in self._requests.values()) + self._batch <= self._window:
+        while len(self._held) + self._owed + self._batch <= self._window:
             subject = f"{self._inbox}.{next(self._ids)}"
-            self._requests[subject] = Request(self._batch, time.monotonic() + self._expires)
+            self._expiries[subject] = time.monotonic() + self._expires
+            self._owed += self._batch
             body = msgspec.json.encode({"batch": self._batch, "expires": int(self._expires * 1e9)})
             await self._nc.publish(self._next, body, reply=subject)
