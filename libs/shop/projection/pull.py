@@ -4,6 +4,7 @@ in a callback that only appends them, and the reader takes what has arrived: abo
 fast, and the next batch is always on its way while one is written."""
 
 import asyncio
+import contextlib
 import itertools
 import time
 from typing import NamedTuple
@@ -75,10 +76,8 @@ class Pull:
         await self._top_up()  # requests that ended while the reader was busy are replaced before it waits
         if not self._held and not self._gone:
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout)
-            except TimeoutError:
-                self._forget_expired()
         if self._gone:
             raise ConsumerGone(self._gone)
         taken, self._held = self._held[:most], self._held[most:]
@@ -101,14 +100,15 @@ class Pull:
         self._arrived.set()
 
     def _forget_expired(self) -> None:
-        """Requests a NATS restart lost answer nothing: once every request is past its expiry (and a grace),
-        nothing is owed."""
+        """Requests past their expiry (and a grace) are forgotten: filled ones never answer, and those a NATS
+        restart lost answer nothing, so once every request is past it nothing is owed."""
         now = time.monotonic()
         self._expiries = {subject: at for subject, at in self._expiries.items() if now <= at + 1}
         if not self._expiries:
             self._owed = 0
 
     async def _top_up(self) -> None:
+        self._forget_expired()
         while len(self._held) + self._owed + self._batch <= self._window:
             subject = f"{self._inbox}.{next(self._ids)}"
             self._expiries[subject] = time.monotonic() + self._expires
