@@ -101,9 +101,14 @@ class Pull:
 
     def _forget_expired(self) -> None:
         """Requests past their expiry (and a grace) are forgotten: filled ones never answer, and those a NATS
-        restart lost answer nothing, so once every request is past it nothing is owed."""
+        restart lost answer nothing, so once every request is past it nothing is owed. Requests are made in
+        time order with one `expires`: the dict is in expiry order, and only its front need be looked at."""
         now = time.monotonic()
-        self._expiries = {subject: at for subject, at in self._expiries.items() if now <= at + 1}
+        while self._expiries:
+            subject, at = next(iter(self._expiries.items()))
+            if now <= at + 1:
+                break
+            del self._expiries[subject]
         if not self._expiries:
             self._owed = 0
 
