@@ -76,8 +76,9 @@ class Pull:
         await self._top_up()  # requests that ended while the reader was busy are replaced before it waits
         if not self._held and not self._gone:
             self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout)
+            with contextlib.suppress(TimeoutError):  # (not wait_for: on 3.11 its extra task costs two loop turns)
+                async with asyncio.timeout(timeout):
+                    await self._arrived.wait()
         if self._gone:
             raise ConsumerGone(self._gone)
         taken, self._held = self._held[:most], self._held[most:]
