@@ -94,7 +94,7 @@ do_status() {
   return 1
 }
 
-do_# Linux's autogroup scheduling gives every session (each process started with setsid) one equal share of
+# Linux's autogroup scheduling gives every session (each process started with setsid) one equal share of
 # the CPU, however many threads it runs. On a busy box the node, which serves every projector and the query
 # service, then gets as much as one Python process and its requests queue: at 85 orders/s on 2 cores a plain
 # GET took 13 ms at p50 and the read models' lag p99 was 100-250 ms. Its session gets the weight of about
@@ -107,7 +107,7 @@ cpu_weight() { # pid
   else log "note: could not set its autogroup nice to $NICE (needs CAP_SYS_NICE); it keeps one session's share"; fi
 }
 
-start() {
+do_start() {
   if [[ "$(http_code /)" == "200" ]]; then
     log "already up on $URL"
     return 0
