@@ -225,9 +225,12 @@ redis_start() {
   STARTED+=(redis)
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$dir" --daemonize yes --aclfile "$dir/users.acl" \
     --pidfile "$dir/redis.pid" --logfile "$LOGS/redis.log" --appendonly yes --appendfsync always --save "" 9>&-
-  wait_for redis 30 port_open "$REDIS_PORT"
+  # answers PONG only once it has loaded its data (an append-only file of a big run takes a while; meanwhile
+  # LOADING, which a projector starting then would take for a failure)
+  wait_for redis 300 redis_ready
   log "redis up on 127.0.0.1:$REDIS_PORT (ACL users projector-analytics, query-service, ops; no default user)"
 }
+redis_ready() { REDISCLI_AUTH="$(secret redis-ops)" redis-cli --user ops -p "$REDIS_PORT" ping 2>/dev/null | grep -qx PONG; }
 redis_hash() { secret "redis-$1" | sha256sum | cut -d' ' -f1; }
 redis_stop() { stop_pidfile redis "$RUN_DIR/redis/redis.pid"; }
 
