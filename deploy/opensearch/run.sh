@@ -126,8 +126,11 @@ do_start() {
     # no production bootstrap checks apply; JVM flags mirror OpenSearch's default jvm.options.
     # setsid may fork, so $! need not be the JVM: the shell writes its own pid, then becomes the JVM
     rm -f "$PID_FILE"
+    # C1 only (-XX:TieredStopAtLevel=1): on 2 cores C2 went on compiling for 15 minutes and more after a start,
+    # at about a fifth of the machine, longer than a test run or a bench. With the weight below, a bench right
+    # after a start gave PlaceOrder 108/s with C2 and 178-188/s with C1 alone (`./justw bench --stage lag`)
     PID_FILE="$PID_FILE" setsid bash -c 'echo $$ >"$PID_FILE"; exec "$@"' opensearch "$JAVA" \
-      -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC \
+      -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:TieredStopAtLevel=1 \
       -XX:+HeapDumpOnOutOfMemoryError -XX:HeapDumpPath="$OS_DIR" -XX:ErrorFile="$LOG_DIR/hs_err_pid%p.log" \
       -Djava.awt.headless=true -Dfile.encoding=UTF-8 -Djna.nosys=true \
       -Dlog4j2.formatMsgNoLookups=true -Dlog4j.shutdownHookEnabled=false -Dlog4j2.disable.jmx=true \
