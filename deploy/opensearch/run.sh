@@ -96,8 +96,8 @@ do_status() {
 
 # Linux's autogroup scheduling gives every session (each process started with setsid) one equal share of
 # the CPU, however many threads it runs. On a busy box the node, which serves every projector and the query
-# service, then gets as much as one Python process and its requests queue: at 85 orders/s on 2 cores a plain
-# GET took 13 ms at p50 and the read models' lag p99 was 100-250 ms. Its session gets the weight of about
+# service, then gets as much as one Python process and its requests queue (a scratch probe at 85 orders/s on 2
+# cores: a plain GET p50 13 ms, a one-document _bulk p99 82 ms). Its session gets the weight of about
 # nine (nice -10), as a container or a systemd unit of it would get a larger cpu share (docker-compose.yml:
 # cpu_shares). Lowering a nice value needs CAP_SYS_NICE (root); without it the weight stays the default.
 cpu_weight() { # pid
