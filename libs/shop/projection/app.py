@@ -15,12 +15,14 @@ import structlog
 from litestar import Litestar, get
 from litestar.enums import MediaType
 from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.js.errors import NoStreamResponseError
 
 from shop import messaging
 from shop.messaging import EVENTS_STREAM
 from shop.ops import Readiness, ops_app, ops_token_guard
 from shop.projection.dlq import redrive_handler
-from shop.projection.engine import Projector
+from shop.projection.engine import Backoff, Projector
 from shop.projection.lease import Partitions
 from shop.projection.rebuild import ReadModel, Rebuild, rebuild_handlers, replay_projector
 from shop.settings import ProjectorSettings
@@ -50,7 +52,7 @@ class Owner:
         self._helper: Projector | None = None  # its partitions' replay, into the generation a rebuild fills
 
     async def start(self) -> None:
-        await self.partitions.renew()
+        await self._first_renewal()
         await self._balance()
         self._tasks = [
             asyncio.create_task(self._every_interval(self.partitions.renew), name=f"leases-{self._name}"),
@@ -72,6 +74,20 @@ class Owner:
         """A standby is ready (to take over); a process that projects once its projection runs."""
         for projector in self.projectors:
             await projector.ready()
+
+    async def _first_renewal(self, patience: float = 30.0) -> None:
+        """The leases' bucket of a cluster that has just started may have no leader yet, and its writes then
+        find no responder: tried again with backoff for `patience` seconds before the start fails."""
+        loop, backoff = asyncio.get_running_loop(), Backoff(0.1, 2.0)
+        ends = loop.time() + patience
+        while True:
+            try:
+                return await self.partitions.renew()
+            except (NoRespondersError, NoStreamResponseError, TimeoutError) as exc:
+                if loop.time() + backoff.delay > ends:
+                    raise
+                log.warning("leases_not_reachable_yet", projector=self._name, error=repr(exc), retry_in=backoff.delay)
+                await backoff.sleep()
 
     async def _every_interval(self, step: Callable[[], Awaitable[None]]) -> None:
         """The leases are renewed on their own, so that balancing (which may wait for a batch, a stop, a
