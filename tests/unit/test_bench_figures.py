@@ -1,7 +1,10 @@
-"""The benchmark's pure helpers: percentiles and py-spy's collapsed stacks."""
+"""The benchmark's helpers: percentiles, py-spy's collapsed stacks, the lag stage's quiet instrument."""
 
+import gc
 import math
+from pathlib import Path
 
+from bench.lag import undisturbed
 from bench.profile import top_entries
 from bench.stats import latency_summary, percentile, ratio
 
@@ -39,3 +42,22 @@ def test_top_entries_count_self_and_the_shops_own_inclusive_time():
     assert total == 10
     assert own == [("encode (msgspec.py:1)", 6), ("handle (gateway/orders.py:9)", 2)]
     assert inclusive == [("handle (gateway/orders.py:9)", 8)]  # main is in every sample: left out
+
+
+def autogroup_nice() -> int | None:
+    path = Path("/proc/self/autogroup")
+    return int(path.read_text().split()[-1]) if path.exists() else None
+
+
+def test_undisturbed_holds_the_gc_and_sets_the_weight_only_inside(monkeypatch):
+    monkeypatch.setenv("BENCH_NICE", "3")  # a lower weight: allowed without CAP_SYS_NICE
+    before = autogroup_nice()
+    assert gc.isenabled()
+    with undisturbed() as nice:
+        assert not gc.isenabled()
+        if before is not None:
+            assert nice == 3 and autogroup_nice() == 3
+        else:
+            assert nice is None  # a kernel without autogroups: nothing set, and the report says so
+    assert gc.isenabled()
+    assert autogroup_nice() == before
