@@ -26,16 +26,27 @@ from bench.stats import latency_summary
 AUTOGROUP = Path("/proc/self/autogroup")
 
 
+def autogroup_nice() -> int | None:
+    """The nice of this process's autogroup: "/autogroup-123 nice 0". None where the scheduler does not use it:
+    the kernel has no autogroups, or the process sits in a cgroup of its own (the file is then empty)."""
+    try:
+        words = AUTOGROUP.read_text().split()
+    except OSError:
+        return None
+    return int(words[-1]) if len(words) == 3 else None
+
+
 @contextlib.contextmanager
 def undisturbed() -> Iterator[int | None]:
     """No cyclic GC and the raised CPU weight while the block runs; yields the autogroup nice set (None: not
-    set, the kernel has no autogroups or the process lacks CAP_SYS_NICE)."""
+    set, the scheduler uses no autogroup here or the process lacks CAP_SYS_NICE)."""
     nice = int(os.environ.get("BENCH_NICE", "-10"))
-    try:
-        before = int(AUTOGROUP.read_text().split()[-1])  # "/autogroup-123 nice 0"
-        AUTOGROUP.write_text(str(nice))
-    except (OSError, ValueError, IndexError):
-        before = None
+    before = autogroup_nice()
+    if before is not None:
+        try:
+            AUTOGROUP.write_text(str(nice))
+        except OSError:
+            before = None
     gc.collect()
     gc.disable()
     try:

@@ -2,9 +2,8 @@
 
 import gc
 import math
-from pathlib import Path
 
-from bench.lag import undisturbed
+from bench.lag import autogroup_nice, undisturbed
 from bench.profile import top_entries
 from bench.stats import latency_summary, percentile, ratio
 
@@ -44,11 +43,6 @@ def test_top_entries_count_self_and_the_shops_own_inclusive_time():
     assert inclusive == [("handle (gateway/orders.py:9)", 8)]  # main is in every sample: left out
 
 
-def autogroup_nice() -> int | None:
-    path = Path("/proc/self/autogroup")
-    return int(path.read_text().split()[-1]) if path.exists() else None
-
-
 def test_undisturbed_holds_the_gc_and_sets_the_weight_only_inside(monkeypatch):
     monkeypatch.setenv("BENCH_NICE", "3")  # a lower weight: allowed without CAP_SYS_NICE
     before = autogroup_nice()
@@ -58,6 +52,16 @@ def test_undisturbed_holds_the_gc_and_sets_the_weight_only_inside(monkeypatch):
         if before is not None:
             assert nice == 3 and autogroup_nice() == 3
         else:
-            assert nice is None  # a kernel without autogroups: nothing set, and the report says so
+            assert nice is None  # no autogroup in use here (CI runs in a cgroup): nothing set, the report says so
     assert gc.isenabled()
     assert autogroup_nice() == before
+
+
+def test_undisturbed_sets_no_weight_where_the_autogroup_file_is_empty(monkeypatch, tmp_path):
+    empty = tmp_path / "autogroup"  # what a process in a cgroup of its own reads: the scheduler ignores the nice
+    empty.write_text("")
+    monkeypatch.setattr("bench.lag.AUTOGROUP", empty)
+    assert autogroup_nice() is None
+    with undisturbed() as nice:
+        assert nice is None and not gc.isenabled()
+    assert empty.read_text() == "" and gc.isenabled()
