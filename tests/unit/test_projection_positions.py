@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from query_service.adapters.positions import ProjectionPositions
-from shop.projection.engine import Checkpoint, Position, Progress, partition, resolve_checkpoints
+from shop.projection.engine import Checkpoint, Position, Progress, cancelled, partition, resolve_checkpoints
 from shop.read_models import CATALOG, PROJECTORS
 
 
@@ -110,3 +110,39 @@ def test_a_partition_without_a_checkpoint_starts_from_the_lowest_of_a_complete_o
     del four["#2/4"]
     assert resolve_checkpoints(four, 1, [0]) == {0: Checkpoint()}  # incomplete: from the start
     assert resolve_checkpoints(four | {"": Checkpoint(position=30)}, 8, [5])[5].position == 30
+
+
+async def test_a_discarded_batch_is_waited_for_and_its_error_dropped():
+    async def failing() -> None:
+        await asyncio.sleep(0)
+        raise ConnectionError("the store went away")
+
+    task = asyncio.create_task(failing())
+    await asyncio.sleep(0)  # it has started
+    await cancelled(task)
+    assert task.done()
+
+
+async def test_discarding_a_batch_does_not_swallow_the_callers_own_cancellation():
+    holding = asyncio.Event()
+
+    async def slow_to_cancel() -> None:  # a _bulk that takes a while to give up, as a real one may
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            holding.set()
+            await asyncio.sleep(0.5)
+            raise
+
+    async def projector_loop() -> str:
+        batch = asyncio.create_task(slow_to_cancel())
+        await asyncio.sleep(0)  # the batch is on its way to the store
+        await cancelled(batch)
+        return "went on after its own cancellation"
+
+    loop_task = asyncio.create_task(projector_loop())
+    async with asyncio.timeout(5):
+        await holding.wait()
+    loop_task.cancel()  # the projector stops while it waits for the discarded batch
+    with pytest.raises(asyncio.CancelledError):
+        await loop_task

@@ -27,7 +27,6 @@ from typing import NamedTuple, Protocol
 import msgspec
 import structlog
 from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -169,6 +168,15 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
 
 
 position_decoder = msgspec.json.Decoder(Position)
+
+
+async def cancelled(task: asyncio.Task) -> None:
+    """Cancel `task` and wait until it has ended, dropping its outcome (a discarded batch is read again from
+    the checkpoint); a cancellation of the caller itself still goes through."""
+    task.cancel()
+    await asyncio.wait([task])
+    if not task.cancelled():
+        task.exception()  # taken: asyncio logs no "exception was never retrieved"
 
 
 def position_subject(projector: str) -> str:
@@ -324,8 +332,8 @@ class Projector:
         return self._refresh and self._store.refreshes
 
     @property
-    def jetstream(self) -> JetStreamContext:
-        return self._js
+    def nc(self) -> NATS:
+        return self._nc
 
     @property
     def store(self) -> Store:
@@ -558,9 +566,7 @@ class Projector:
     async def _discard(self) -> None:
         sending, self._sending = self._sending, None
         if sending is not None and sending.task is not None:
-            sending.task.cancel()
-            with contextlib.suppress(BaseException):
-                await sending.task
+            await cancelled(sending.task)
 
     async def caught_up(self, position: int) -> bool:
         """Whether every event of the store's up to `position` (a stream sequence that exists) is applied or
