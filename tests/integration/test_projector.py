@@ -95,7 +95,7 @@ async def test_the_checkpoint_is_kept_in_the_store_and_a_new_process_resumes_fro
 
 
 async def test_a_poison_event_parks_only_its_aggregate_and_a_redrive_unparks_it(nc, catalog):
-    js, poisoned, healthy = nc.jetstream(), str(uuid.uuid4()), str(uuid.uuid4())
+    poisoned, healthy = str(uuid.uuid4()), str(uuid.uuid4())
     projector = await running(nc, catalog)
     try:
         sent = await publish(
@@ -109,7 +109,7 @@ async def test_a_poison_event_parks_only_its_aggregate_and_a_redrive_unparks_it(
         )
         await passed(projector, sent, timeout=5)  # no retry stall for what is parked
 
-        letters = await dead_letters(js, "catalog")
+        letters = await dead_letters(nc, "catalog")
         assert [d.event.split()[-1] for d in letters] == ["(undecodable)", "v3", "v2"]
         assert "v3 came before v2" in letters[1].error and "parked behind" in letters[2].error
         assert projector.checkpoint.parked == {poisoned: letters[1].stream_seq}
@@ -146,7 +146,7 @@ async def test_a_document_the_store_refuses_is_poison_and_parks_its_aggregate(nc
         await passed(projector, sent)
     finally:
         await projector.stop()
-    letters = await dead_letters(nc.jetstream(), "catalog")
+    letters = await dead_letters(nc, "catalog")
     assert [d.stream_seq for d in letters] == [1, 3]
     assert "OpenSearch refused the document: 400" in letters[0].error
     assert await document(catalog, refused) is None and await document(catalog, fine) is not None
@@ -233,13 +233,13 @@ async def test_dead_letters_are_read_in_batches_and_one_by_one_from_a_dlq_an_old
         with monkeypatch.context() as batched_only:
             batched_only.setattr(dlq, "_letters_one_by_one", not_one_by_one)
             for name, nc in (("catalog", catalog), ("analytics", analytics)):
-                assert read(await dead_letters(nc.jetstream(), name)) == sent[name]
-            assert len(await dead_letters(catalog.jetstream())) == 15
+                assert read(await dead_letters(nc, name)) == sent[name]
+            assert len(await dead_letters(catalog)) == 15
 
         config = (await ops.jetstream().stream_info(DLQ_STREAM)).config
         config.allow_direct = False
         await ops.jetstream().update_stream(config)
-        assert read(await dead_letters(catalog.jetstream(), "catalog")) == sent["catalog"]
+        assert read(await dead_letters(catalog, "catalog")) == sent["catalog"]
 
         await messaging.ensure_streams(catalog)  # a projector does not mend it (it may not)
         assert not (await ops.jetstream().stream_info(DLQ_STREAM)).config.allow_direct

@@ -51,14 +51,14 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
 LETTERS_PER_REQUEST = 1000
 
 
-async def dead_letters(js: JetStreamContext, projector: str | None = None) -> list[DeadLetter]:
+async def dead_letters(nc: NATS, projector: str | None = None) -> list[DeadLetter]:
     """Every dead letter (of `projector`), in order: read with batched direct gets (ADR-31), a request per
     LETTERS_PER_REQUEST letters; one per letter while the DLQ stream does not allow direct gets."""
     subject = f"dlq.{projector}" if projector else "dlq.>"
     try:
-        return await _letters_in_batches(js._nc, subject)  # (nats-py has no batched direct get)
+        return await _letters_in_batches(nc, subject)  # (nats-py has no batched direct get)
     except NoRespondersError:  # a DLQ made before it allowed them, until the command-service mends it
-        return await _letters_one_by_one(js, subject)
+        return await _letters_one_by_one(nc.jetstream(), subject)
 
 
 async def _letters_in_batches(nc: NATS, subject: str) -> list[DeadLetter]:
@@ -129,8 +129,8 @@ def redrive_handler(name: str, projectors: list, guards: list) -> list:
         if not projectors:
             return Response(RedriveResult(redriven=[], failed={}), status_code=503)
         live = projectors[0]
-        js = live.jetstream
-        letters = [d for d in await dead_letters(js, name) if live.owns(d.aggregate)]  # the others: their owners'
+        js = live.nc.jetstream()
+        letters = [d for d in await dead_letters(live.nc, name) if live.owns(d.aggregate)]  # the others: their owners'
         if data.seqs is not None:
             chosen = [d for d in letters if d.seq in set(data.seqs)]
             aggregates = {d.aggregate for d in chosen} - {None}
@@ -152,7 +152,7 @@ async def run(args: argparse.Namespace) -> int:
     nc = await messaging.connect(args.nats_url, "ops", ops_secret("nats-ops"), deadline=10)
     try:
         js = nc.jetstream()
-        letters = await dead_letters(js, args.projector)
+        letters = await dead_letters(nc, args.projector)
         if args.seq:
             letters = [d for d in letters if d.seq in set(args.seq)]
         if args.action == "list":

@@ -315,7 +315,7 @@ async def replay_projector(
     announcement; poison dead-lettered under the live name, except what is in the DLQ already. Each
     partition's checkpoint is stored, for the live projection after the switch. No fencing tokens (writes
     to a new generation are idempotent): the lease check before each write (`fence`) fences it."""
-    parked = frozenset(letter.stream_seq for letter in await dead_letters(nc.jetstream(), name))
+    parked = frozenset(letter.stream_seq for letter in await dead_letters(nc, name))
     return Projector(
         nc,
         f"{name}-rebuild",
