@@ -1,6 +1,11 @@
 """Every command of DESIGN §3 over HTTP, and what each read model makes of it."""
 
+import os
+from pathlib import Path
+
 import pytest
+
+from shop.ops import PROCESSES
 
 pytestmark = pytest.mark.e2e
 
@@ -117,3 +122,14 @@ async def test_cancelling_returns_stock_and_subtracts_from_analytics(client, sys
     assert (summary["revenue"], summary["order_count"]) == (summary_before["revenue"], summary_before["order_count"])
     units = {p["product_id"]: p["units_sold"] for p in summary["top_products"]}
     assert units.get(product["id"], 0) == 0
+
+
+def test_the_gateway_and_the_projectors_run_with_a_raised_cpu_weight(system):
+    """deploy/services.sh gives the processes on an event's way to /v1/sync the weight of about nine
+    (autogroup nice -10), the others the default. A process in a cgroup of its own (as under CI) reads an
+    empty autogroup file: the scheduler weighs its cgroup instead, and services.sh leaves it be."""
+    raised = -10 if os.geteuid() == 0 else 0  # lowering a nice value needs CAP_SYS_NICE
+    for process in PROCESSES:
+        text = (Path("/proc") / str(system.pid(process)) / "autogroup").read_text().split()
+        expected = raised if process == "gateway" or process.startswith("projector-") else 0
+        assert text == [] or int(text[-1]) == expected, (process, text)
