@@ -59,26 +59,21 @@ secrets_of() { # the <SETTING>_FILE variables of one process
     projector-*) echo "OPS_TOKEN_FILE=$s/ops-token" ;;
   esac
 }
-# Linux's autogroup scheduling gives every session (each process started with setsid) one equal share of
-# the CPU. The processes an event passes on its way to /v1/sync, the projectors and the gateway, each use
-# little CPU but wake for every event; at one share each they waited behind the busy ones: a scratch probe at
-# 103 orders/s on 2 cores saw the gateway's hop from a position's announcement to its /v1/sync message at p99
-# 30-48 ms, and 5-6 ms with its session at nice -10. Like OpenSearch (deploy/opensearch/run.sh), they get the
-# weight of about nine; the others keep one (docker-compose.yml: cpu_shares). Needs CAP_SYS_NICE (root).
+# CPU weight (deploy/cpu-weight.sh): the processes an event passes on its way to /v1/sync, the projectors and
+# the gateway, each use little CPU but wake for every event; at one session's share each they waited behind
+# the busy ones: a scratch probe at 103 orders/s on 2 cores saw the gateway's hop from a position's announcement
+# to its /v1/sync message at p99 30-48 ms, and 5-6 ms with its session at nice -10. Like OpenSearch, they get
+# the weight of about nine; the others keep one (docker-compose.yml: cpu_shares).
+# shellcheck source=deploy/cpu-weight.sh
+source "$ROOT/deploy/cpu-weight.sh"
 nice_of() { case $1 in gateway|projector-*) setting "$(variable "$1")_NICE" -10 ;; *) setting "$(variable "$1")_NICE" 0 ;; esac; }
-cpu_weight() { # instance name pid
-  local nice file=/proc/$3/autogroup
-  nice=$(nice_of "$2")
-  [ "$nice" != 0 ] && [ -n "$(cat "$file" 2>/dev/null)" ] || return 0  # empty: in a cgroup, autogroups unused
-  (echo "$nice" >"$file") 2>/dev/null || echo "$1: could not set its autogroup nice to $nice (needs CAP_SYS_NICE)" >&2
-}
 ready() { python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1" 2>/dev/null; }
 ready_url() { echo "http://127.0.0.1:${2:-$1}/health/ready"; }  # port [ops port]
 
 start() {
   mkdir -p "$RUN_DIR/pids" "$RUN_DIR/logs"
   SECRETS_DIR=$SECRETS_DIR "$ROOT/deploy/secrets.sh"
-  local instance module port ops
+  local instance module port ops weight
   while read -r instance module port ops; do
     local name=${instance%-[0-9]*} pidfile=$RUN_DIR/pids/$instance.pid prefix
     if pid_alive "$pidfile"; then echo "$instance already running"; continue; fi
@@ -91,7 +86,8 @@ start() {
       $(secrets_of "$name") setsid bash -c 'echo $$ >"$PID_FILE"; exec "$@"' "$instance" \
       "$PYTHON" -m "$module" >>"$RUN_DIR/logs/$instance.log" 2>&1 </dev/null &
     for _ in $(seq 100); do [ -s "$pidfile" ] && break; sleep 0.05; done
-    cpu_weight "$instance" "$name" "$(cat "$pidfile")"
+    weight=$(set_cpu_weight "$(cat "$pidfile")" "$(nice_of "$name")")
+    [ -z "$weight" ] || echo "$instance: $weight"
   done < <(instances)
   local deadline=$((SECONDS + READY_TIMEOUT))
   while read -r instance module port ops; do

@@ -94,18 +94,12 @@ do_status() {
   return 1
 }
 
-# Linux's autogroup scheduling gives every session (each process started with setsid) one equal share of
-# the CPU, however many threads it runs. On a busy box the node, which serves every projector and the query
-# service, then gets as much as one Python process and its requests queue (a scratch probe at 85 orders/s on 2
-# cores: a plain GET p50 13 ms, a one-document _bulk p99 82 ms). Its session gets the weight of about
-# nine (nice -10), as a container or a systemd unit of it would get a larger cpu share (docker-compose.yml:
-# cpu_shares). Lowering a nice value needs CAP_SYS_NICE (root); without it the weight stays the default.
-cpu_weight() { # pid
-  local file=/proc/$1/autogroup
-  [[ -e "$file" ]] || return 0  # a kernel without autogroups: threads compete one by one already
-  if (echo "$NICE" >"$file") 2>/dev/null; then log "CPU weight: autogroup nice $NICE"
-  else log "note: could not set its autogroup nice to $NICE (needs CAP_SYS_NICE); it keeps one session's share"; fi
-}
+# CPU weight (deploy/cpu-weight.sh): at one session's share on a busy box the node, which serves every
+# projector and the query service, got as much as one Python process and its requests queued (a scratch probe
+# at 85 orders/s on 2 cores: a plain GET p50 13 ms, a one-document _bulk p99 82 ms). Its session gets the
+# weight of about nine (nice -10), as a container of it gets a larger cpu share (docker-compose.yml: cpu_shares).
+# shellcheck source=deploy/cpu-weight.sh
+source "$HERE/../cpu-weight.sh"
 
 do_start() {
   if [[ "$(http_code /)" == "200" ]]; then
@@ -144,7 +138,8 @@ do_start() {
       </dev/null >>"$LOG_FILE" 2>&1 &
     for _ in $(seq 100); do [[ -s "$PID_FILE" ]] && break; sleep 0.05; done
     log "pid $(cat "$PID_FILE") (build/resolve took $((SECONDS - t0))s)"
-    cpu_weight "$(cat "$PID_FILE")"
+    local weight; weight=$(set_cpu_weight "$(cat "$PID_FILE")" "$NICE")
+    [ -z "$weight" ] || log "$weight"
   fi
 
   local deadline=$((SECONDS + TIMEOUT)) next_report=$((SECONDS + 10)) health=""
